@@ -1,0 +1,565 @@
+//! The engine's front door: what the Console, the API and the CLI ask for.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::artifacts::{git_description, Artifacts, BuildSource};
+use crate::env::{EnvChange, Environment};
+use crate::error::{Error, Result};
+use crate::ids::{PromotionId, ReleaseId};
+use crate::model::*;
+use crate::names::{Actor, AppName};
+use crate::rollout::{self, ActiveSet};
+use crate::router::{self, RoutingTable};
+use crate::runtime::local::LocalRuntime;
+use crate::runtime::Runtime;
+use crate::store::{NewBuild, Store};
+
+/// How long a rollout may take unless the promote says otherwise (Kubernetes'
+/// `progressDeadlineSeconds`, Nomad's `progress_deadline`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+pub const MAX_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+/// Longest description of a release or build.
+pub const MAX_DESCRIPTION: usize = 1000;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `sqlite://path` or a path to the SQLite file.
+    pub database_url: String,
+    /// Artifacts and unpacked sources live here.
+    pub data_dir: PathBuf,
+    pub default_deadline: Duration,
+    /// How long a stopping process has between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// How long in-flight requests to old processes may take to finish after a switch.
+    pub drain_timeout: Duration,
+}
+
+impl EngineConfig {
+    pub fn new(database_url: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            database_url: database_url.into(),
+            data_dir: data_dir.into(),
+            default_deadline: DEFAULT_DEADLINE,
+            stop_grace: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PromoteOptions {
+    /// The rollout's deadline; the engine's default when `None`.
+    pub deadline: Option<Duration>,
+}
+
+pub(crate) struct RolloutHandle {
+    pub promotion: PromotionId,
+    pub cancel: CancellationToken,
+    pub cancelled_by: Mutex<Option<String>>,
+    pub done: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+pub(crate) struct AppRuntime {
+    pub active: Option<ActiveSet>,
+    pub rollout: Option<Arc<RolloutHandle>>,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub artifacts: Artifacts,
+    pub runtime: Arc<dyn Runtime>,
+    pub routes: Arc<RoutingTable>,
+    pub events: broadcast::Sender<EngineEvent>,
+    pub config: EngineConfig,
+    pub apps: Mutex<HashMap<AppName, AppRuntime>>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    restored: watch::Sender<bool>,
+    router_addr: SocketAddr,
+}
+
+impl Inner {
+    pub fn publish(&self, event: EngineEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub fn with_app<R>(&self, app: &AppName, f: impl FnOnce(&mut AppRuntime) -> R) -> R {
+        let mut apps = match self.apps.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        f(apps.entry(app.clone()).or_default())
+    }
+}
+
+/// A handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn check_description(d: &str) -> Result<String> {
+    let d = d.trim();
+    if d.len() > MAX_DESCRIPTION {
+        return Err(Error::invalid(
+            "description",
+            format!("is longer than {MAX_DESCRIPTION} bytes"),
+        ));
+    }
+    if d.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(Error::invalid("description", "must be one line of text"));
+    }
+    Ok(d.to_owned())
+}
+
+impl Engine {
+    /// Opens the store, cleans up after a previous run (orphaned processes, interrupted
+    /// promotions), starts the router on `router_listener` and the runtime with the local
+    /// (OS process) runtime, and brings every app's active release back up.
+    pub async fn start(config: EngineConfig, router_listener: TcpListener) -> Result<Engine> {
+        Self::start_with_runtime(config, router_listener, Arc::new(LocalRuntime::new())).await
+    }
+
+    pub async fn start_with_runtime(
+        config: EngineConfig,
+        router_listener: TcpListener,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Engine> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(Error::io(format!("creating {}", config.data_dir.display())))?;
+        let store = Store::open(&config.database_url).await?;
+        let router_addr = router_listener
+            .local_addr()
+            .map_err(Error::io("reading the router's address"))?;
+        let (events, _) = broadcast::channel(1024);
+        let (restored, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            artifacts: Artifacts::new(&config.data_dir),
+            store,
+            runtime,
+            routes: RoutingTable::new(),
+            events,
+            config,
+            apps: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            restored,
+            router_addr,
+        });
+        rollout::kill_orphans(&inner).await?;
+        let interrupted = inner
+            .store
+            .fail_running_promotions(
+                "interrupted: the server stopped during the rollout; the release that was active before it is served again",
+            )
+            .await?;
+        for id in interrupted {
+            tracing::warn!(promotion = %id, "marked an interrupted promotion as failed");
+        }
+        inner.tasks.spawn(router::serve(
+            router_listener,
+            inner.routes.clone(),
+            inner.shutdown.clone(),
+        ));
+        let restore = inner.clone();
+        inner.tasks.spawn(async move {
+            rollout::restore_active(&restore).await;
+            let _ = restore.restored.send(true);
+        });
+        Ok(Engine { inner })
+    }
+
+    /// Where the apps' router listens.
+    pub fn router_addr(&self) -> SocketAddr {
+        self.inner.router_addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Waits until the active releases found at start-up have been brought back up (or have
+    /// failed to come up).
+    pub async fn wait_restored(&self) {
+        let mut rx = self.inner.restored.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Live events: promotion steps, finished promotions, new releases, process crashes.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    // ---- apps ----
+
+    pub async fn create_app(&self, name: &AppName, actor: &Actor) -> Result<App> {
+        self.inner.store.create_app(name, actor).await
+    }
+
+    pub async fn app(&self, name: &AppName) -> Result<App> {
+        self.inner.store.app(name).await
+    }
+
+    pub async fn list_apps(&self) -> Result<Vec<AppSummary>> {
+        self.inner.store.list_apps().await
+    }
+
+    // ---- builds ----
+
+    /// Stores a build's source, runs its build command, and creates a release with it and the
+    /// environment of the app's newest release. The description is the given one, or for a
+    /// directory that is a clean git work tree `build <10-char sha> <commit subject>`.
+    pub async fn create_build(
+        &self,
+        app: &AppName,
+        source: BuildSource,
+        description: Option<&str>,
+        git_sha: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(Build, Release)> {
+        self.inner.store.app(app).await?;
+        let mut description = description.map(check_description).transpose()?;
+        let mut git_sha = git_sha.map(str::to_owned);
+        if let BuildSource::Directory(dir) = &source {
+            if description.is_none() || git_sha.is_none() {
+                if let Some((sha, desc)) = git_description(dir).await {
+                    git_sha.get_or_insert(sha);
+                    description.get_or_insert(desc);
+                }
+            }
+        }
+        let description = description.unwrap_or_default();
+        let stored = self.inner.artifacts.store(source).await?;
+        let build_id = crate::ids::BuildId::generate();
+        let release_id = ReleaseId::generate();
+        let release = self
+            .inner
+            .store
+            .insert_build_with_release(
+                app,
+                NewBuild {
+                    id: &build_id,
+                    description: &description,
+                    artifact: &stored.sha256,
+                    manifest: &stored.manifest_text,
+                    git_sha: git_sha.as_deref(),
+                    actor,
+                },
+                &release_id,
+            )
+            .await?;
+        self.inner.publish(EngineEvent::ReleaseCreated {
+            app: app.clone(),
+            release: release.id.clone(),
+        });
+        let build = self.inner.store.build(app, &build_id).await?;
+        Ok((build, release))
+    }
+
+    pub async fn list_builds(&self, app: &AppName, limit: u32) -> Result<Vec<Build>> {
+        self.inner.store.app(app).await?;
+        self.inner
+            .store
+            .list_builds(app, limit.clamp(1, 1000))
+            .await
+    }
+
+    pub async fn build(&self, app: &AppName, id: &crate::ids::BuildId) -> Result<Build> {
+        self.inner.store.build(app, id).await
+    }
+
+    // ---- releases ----
+
+    pub async fn release(&self, app: &AppName, id: &ReleaseId) -> Result<Release> {
+        self.inner.store.release(app, id).await
+    }
+
+    pub async fn newest_release(&self, app: &AppName) -> Result<Option<Release>> {
+        self.inner.store.app(app).await?;
+        self.inner.store.newest_release(app).await
+    }
+
+    /// Releases newest first; pass the last `seq` seen as `before_seq` for the next page.
+    pub async fn list_releases(
+        &self,
+        app: &AppName,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ReleaseListItem>> {
+        self.inner
+            .store
+            .list_releases(app, before_seq, limit.clamp(1, 1000))
+            .await
+    }
+
+    /// Creates a release from the newest one with `change` applied to its environment. With
+    /// `base`, the change is refused (`StaleBase`) unless `base` is still the newest release,
+    /// so that nobody's edit silently overwrites another's. The description is Convox's
+    /// `env add:.. change:.. remove:..` unless one is given.
+    pub async fn change_env(
+        &self,
+        app: &AppName,
+        change: &EnvChange,
+        base: Option<&ReleaseId>,
+        description: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Release> {
+        let description = description.map(check_description).transpose()?;
+        let release = self
+            .inner
+            .store
+            .insert_release_from_newest(app, base, |newest| {
+                let old = newest.map(|r| r.env.clone()).unwrap_or_default();
+                let new = old.apply(change)?;
+                let diff = old.diff(&new);
+                if diff.is_empty() {
+                    return Err(Error::invalid(
+                        "env",
+                        "nothing to change: the environment is already like that",
+                    ));
+                }
+                let description = description
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| diff.description());
+                Ok((
+                    newest.and_then(|r| r.build.clone()),
+                    new,
+                    description,
+                    None,
+                    actor.clone(),
+                ))
+            })
+            .await?;
+        self.inner.publish(EngineEvent::ReleaseCreated {
+            app: app.clone(),
+            release: release.id.clone(),
+        });
+        Ok(release)
+    }
+
+    /// What would change, per key, if `env` replaced the newest release's environment.
+    pub async fn preview_env(
+        &self,
+        app: &AppName,
+        env: &Environment,
+    ) -> Result<crate::env::EnvDiff> {
+        let newest = self.newest_release(app).await?;
+        Ok(newest.map(|r| r.env).unwrap_or_default().diff(env))
+    }
+
+    // ---- promotions ----
+
+    /// Starts rolling `release` out and returns the running promotion at once. Refused with
+    /// `RolloutInProgress` while another rollout of the app runs.
+    pub async fn promote(
+        &self,
+        app: &AppName,
+        release: &ReleaseId,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<Promotion> {
+        let deadline = options
+            .deadline
+            .unwrap_or(self.inner.config.default_deadline);
+        if deadline.is_zero() || deadline > MAX_DEADLINE {
+            return Err(Error::invalid(
+                "timeout",
+                format!(
+                    "must be between 1 second and {} hours",
+                    MAX_DEADLINE.as_secs() / 3600
+                ),
+            ));
+        }
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::Conflict("the server is shutting down".into()));
+        }
+        let release = self.inner.store.release(app, release).await?;
+        if release.build.is_none() {
+            return Err(Error::invalid(
+                "release",
+                format!("{} has no build to run; create a build first", release.id),
+            ));
+        }
+        let promotion = self
+            .inner
+            .store
+            .start_promotion(app, &release.id, actor, deadline)
+            .await?;
+        rollout::spawn(&self.inner, promotion.clone(), release, deadline);
+        Ok(promotion)
+    }
+
+    /// Creates a new release with the build and environment of `target` (marked as a rollback
+    /// of it) and promotes it. `target` itself is left as it was.
+    pub async fn rollback(
+        &self,
+        app: &AppName,
+        target: &ReleaseId,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Promotion)> {
+        let old = self.inner.store.release(app, target).await?;
+        if let Some(p) = self.running_promotion(app) {
+            return Err(Error::RolloutInProgress {
+                app: app.to_string(),
+                promotion: p.to_string(),
+            });
+        }
+        let release = self
+            .inner
+            .store
+            .insert_release_from_newest(app, None, |_| {
+                Ok((
+                    old.build.clone(),
+                    old.env.clone(),
+                    format!("rollback to {}", old.id),
+                    Some(old.id.clone()),
+                    actor.clone(),
+                ))
+            })
+            .await?;
+        self.inner.publish(EngineEvent::ReleaseCreated {
+            app: app.clone(),
+            release: release.id.clone(),
+        });
+        let promotion = self.promote(app, &release.id, options, actor).await?;
+        Ok((release, promotion))
+    }
+
+    fn running_promotion(&self, app: &AppName) -> Option<PromotionId> {
+        self.inner
+            .with_app(app, |rt| rt.rollout.as_ref().map(|r| r.promotion.clone()))
+    }
+
+    /// Cancels the app's running rollout: the new processes are stopped and the active release
+    /// keeps serving. Returns the promotion once it has ended.
+    pub async fn cancel(&self, app: &AppName, actor: &Actor) -> Result<Promotion> {
+        self.inner.store.app(app).await?;
+        let handle = self.inner.with_app(app, |rt| rt.rollout.clone());
+        let Some(handle) = handle else {
+            return Err(Error::Conflict(format!(
+                "no rollout is in progress for app {app}"
+            )));
+        };
+        if let Ok(mut by) = handle.cancelled_by.lock() {
+            by.get_or_insert_with(|| actor.to_string());
+        }
+        handle.cancel.cancel();
+        let mut done = handle.done.clone();
+        let bound = self.inner.config.stop_grace + Duration::from_secs(30);
+        let _ = tokio::time::timeout(bound, done.wait_for(|d| *d)).await;
+        self.inner.store.promotion(&handle.promotion).await
+    }
+
+    pub async fn promotion(&self, id: &PromotionId) -> Result<PromotionDetail> {
+        let promotion = self.inner.store.promotion(id).await?;
+        let events = self.inner.store.promotion_events(id).await?;
+        Ok(PromotionDetail { promotion, events })
+    }
+
+    pub async fn list_promotions(
+        &self,
+        app: &AppName,
+        release: Option<&ReleaseId>,
+        limit: u32,
+    ) -> Result<Vec<Promotion>> {
+        self.inner.store.app(app).await?;
+        self.inner
+            .store
+            .list_promotions(app, release, limit.clamp(1, 1000))
+            .await
+    }
+
+    /// Waits until the promotion has ended, at most `timeout`, and returns it as it is then.
+    pub async fn wait_for_promotion(
+        &self,
+        id: &PromotionId,
+        timeout: Duration,
+    ) -> Result<Promotion> {
+        let mut rx = self.subscribe();
+        let p = self.inner.store.promotion(id).await?;
+        if p.state.is_finished() {
+            return Ok(p);
+        }
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(EngineEvent::PromotionFinished { promotion, .. }) if &promotion.id == id => {
+                        return
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // After a lag the event may be gone: look at the store.
+                        if let Ok(p) = self.inner.store.promotion(id).await {
+                            if p.state.is_finished()
+                                && self.running_promotion(&p.app).as_ref() != Some(id)
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.inner.store.promotion(id).await
+    }
+
+    /// Output of the running processes of the app's active release, by process name.
+    pub fn process_output(&self, app: &AppName, lines: usize) -> Vec<(String, String)> {
+        self.inner.with_app(app, |rt| {
+            rt.active
+                .as_ref()
+                .map(|a| a.output(lines))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Stops every rollout (rolling it back) and every process, and the router. The active
+    /// releases come back up at the next start.
+    pub async fn shutdown(&self) {
+        let handles: Vec<Arc<RolloutHandle>> = {
+            let apps = match self.inner.apps.lock() {
+                Ok(a) => a,
+                Err(p) => p.into_inner(),
+            };
+            apps.values().filter_map(|rt| rt.rollout.clone()).collect()
+        };
+        for h in &handles {
+            if let Ok(mut by) = h.cancelled_by.lock() {
+                by.get_or_insert_with(|| "the server shutting down".into());
+            }
+            h.cancel.cancel();
+        }
+        for h in &handles {
+            let mut done = h.done.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(60), done.wait_for(|d| *d)).await;
+        }
+        self.inner.shutdown.cancel();
+        let sets: Vec<ActiveSet> = {
+            let mut apps = match self.inner.apps.lock() {
+                Ok(a) => a,
+                Err(p) => p.into_inner(),
+            };
+            apps.values_mut()
+                .filter_map(|rt| rt.active.take())
+                .collect()
+        };
+        for set in sets {
+            rollout::stop_set(&self.inner, set, "the server shut down").await;
+        }
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.inner.tasks.wait()).await;
+        self.inner.store.close().await;
+    }
+}

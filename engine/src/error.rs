@@ -1,0 +1,96 @@
+//! The engine's one error type. Callers (the Console, the JSON API) map [`Error::kind`] to
+//! their own status codes; messages are safe to show to users and never contain env values.
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that can never be right: a bad name, key, line or option. `field` names where.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("a rollout is already in progress for app {app} (promotion {promotion})")]
+    RolloutInProgress { app: String, promotion: String },
+    /// An environment change was based on a release that is no longer the newest.
+    #[error("the environment changed since release {base} (newest is {newest}): {changes}")]
+    StaleBase {
+        base: String,
+        newest: String,
+        changes: String,
+    },
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    #[error("{what} is too large (limit {limit} bytes)")]
+    TooLarge { what: String, limit: usize },
+    #[error("build failed: {0}")]
+    BuildFailed(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The kind of an error, for mapping to HTTP statuses or exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Invalid,
+    NotFound,
+    Conflict,
+    TooLarge,
+    Unprocessable,
+    Internal,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Unprocessable => "unprocessable",
+            ErrorKind::Internal => "internal",
+        })
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Conflict(_) | Error::RolloutInProgress { .. } | Error::StaleBase { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Manifest(_) | Error::BuildFailed(_) => ErrorKind::Unprocessable,
+            Error::Database(_) | Error::Migrate(_) | Error::Io { .. } | Error::Internal(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}

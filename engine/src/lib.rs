@@ -1,0 +1,28 @@
+//! Slipway's deploy engine: apps, builds, immutable releases and their environments, and
+//! promotions that roll a release out on a [`runtime::Runtime`] and only complete when the
+//! new processes are healthy — rolling back on their own when they are not.
+//!
+//! It knows nothing of HTTP frameworks or UIs; the Console and the API call [`Engine`].
+
+pub mod artifacts;
+mod engine;
+pub mod env;
+pub mod error;
+pub mod health;
+pub mod ids;
+pub mod manifest;
+pub mod model;
+pub mod names;
+mod rollout;
+pub mod router;
+pub mod runtime;
+pub mod store;
+
+pub use artifacts::BuildSource;
+pub use engine::{Engine, EngineConfig, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE};
+pub use env::{EnvChange, EnvDiff, EnvKey, Environment};
+pub use error::{Error, ErrorKind, Result};
+pub use ids::{BuildId, PromotionId, ReleaseId};
+pub use manifest::Manifest;
+pub use model::*;
+pub use names::{Actor, AppName, ServiceName};

@@ -1,0 +1,69 @@
+//! Where processes run. [`Runtime`] is the seam (Kubernetes comes later behind it); the
+//! [`local::LocalRuntime`] runs each process as a real OS process on this machine.
+
+pub mod local;
+
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::ids::ReleaseId;
+use crate::names::{AppName, ServiceName};
+
+/// What to run: one process of one service of one release.
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    pub app: AppName,
+    pub release: ReleaseId,
+    pub service: ServiceName,
+    /// 1-based index within the service (`web.1`, `web.2`).
+    pub index: u32,
+    pub command: String,
+    pub cwd: PathBuf,
+    /// The release's environment; the runtime adds `PORT`, `SLIPWAY_*`.
+    pub env: Vec<(String, String)>,
+    /// Whether the process serves HTTP and so needs a port.
+    pub http: bool,
+}
+
+impl ProcessSpec {
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.service, self.index)
+    }
+}
+
+/// A started process.
+#[async_trait]
+pub trait Process: Send + Sync + std::fmt::Debug {
+    /// Unique across restarts (recorded in the store).
+    fn id(&self) -> &str;
+    /// `web.1`.
+    fn name(&self) -> &str;
+    fn spec(&self) -> &ProcessSpec;
+    /// Where it serves HTTP, for services with a port.
+    fn addr(&self) -> Option<SocketAddr>;
+    /// The OS process id and its start time in clock ticks since boot, where there is one.
+    fn os_identity(&self) -> Option<(u32, Option<i64>)>;
+    /// `None` while running; a description of how it ended otherwise.
+    fn exit_status(&self) -> Option<String>;
+    /// Waits until the process has ended and says how.
+    async fn exited(&self) -> String;
+    /// Asks the process to stop, and kills it after `grace`. Returns once it has ended.
+    async fn stop(&self, grace: Duration);
+    /// The last `lines` lines of its stdout and stderr.
+    fn output_tail(&self, lines: usize) -> String;
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    async fn start(&self, spec: ProcessSpec) -> Result<Arc<dyn Process>>;
+}
+
+/// The last `n` lines of `text`.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

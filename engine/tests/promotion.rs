@@ -1,0 +1,397 @@
+//! Promotions on real processes of the example app, through the real router, with a real
+//! SQLite file: the success path and every way a rollout is rolled back.
+
+mod common;
+
+use common::*;
+use engine::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_runs_the_release_and_switches_traffic() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(unchanged).await;
+    let p1 = t.promote_and_wait(&r1.id, None).await;
+    assert_eq!(p1.state, PromotionState::Active, "{p1:?}");
+    assert_eq!(p1.previous_release, None);
+    assert_eq!(
+        t.engine.app(&t.app).await.unwrap().active_release,
+        Some(r1.id.clone())
+    );
+    let (status, body) = t.get("/release").await;
+    assert_eq!((status, body.trim()), (200, r1.id.as_str()));
+
+    let events = t.events(&p1.id).await;
+    for want in [
+        "started process web.1",
+        "started process web.2",
+        "web.1 healthy",
+        "web.2 healthy",
+        "switched traffic",
+    ] {
+        assert!(
+            events.iter().any(|e| e.contains(want)),
+            "no {want:?} in {events:#?}"
+        );
+    }
+
+    // An env change makes a new release that, promoted, replaces the old processes.
+    let r2 = t.set_env(&["GREETING=hello there"]).await;
+    assert_eq!(r2.description, "env add:GREETING");
+    assert_eq!(r2.build, r1.build);
+    let p2 = t.promote_and_wait(&r2.id, None).await;
+    assert_eq!(p2.state, PromotionState::Active, "{p2:?}");
+    assert_eq!(p2.previous_release, Some(r1.id.clone()));
+    let (_, env) = t.get("/env.json").await;
+    assert!(env.contains("\"GREETING\": \"hello there\""), "{env}");
+    assert!(
+        env.contains(&format!("\"SLIPWAY_RELEASE\": \"{}\"", r2.id)),
+        "{env}"
+    );
+    assert!(env.contains("\"SLIPWAY_APP\": \"hello\""), "{env}");
+
+    let old_pids: Vec<u32> = events.iter().filter_map(|e| pid_in(e)).collect();
+    assert_eq!(old_pids.len(), 2);
+    let events2 = t.events(&p2.id).await;
+    assert!(
+        events2
+            .iter()
+            .any(|e| e.starts_with(&format!("stopped old processes of {}", r1.id))),
+        "{events2:#?}"
+    );
+    for pid in old_pids {
+        assert!(!alive(pid), "old process {pid} still runs");
+    }
+
+    // The Releases list shows who promoted what, newest first.
+    let list = t.engine.list_releases(&t.app, None, 10).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|i| i.release.id.clone())
+            .collect::<Vec<_>>(),
+        [r2.id.clone(), r1.id.clone()]
+    );
+    assert!(list[0].active && !list[1].active);
+    assert_eq!(list[0].promoted_by.as_deref(), Some("tester"));
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_rolls_back_and_the_old_release_keeps_serving() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(short_grace).await;
+    assert_eq!(
+        t.promote_and_wait(&r1.id, None).await.state,
+        PromotionState::Active
+    );
+
+    let bad = t.set_env(&["EXAMPLE_FAIL_HEALTH=1"]).await;
+    let p = t.promote_and_wait(&bad.id, None).await;
+    assert_eq!(p.state, PromotionState::RolledBack, "{p:?}");
+    let reason = p.reason.clone().unwrap();
+    assert!(
+        reason.contains("was not healthy within its grace of 2 s"),
+        "{reason}"
+    );
+    assert!(reason.contains("/health answered 500"), "{reason}");
+    let output = p.failed_output.clone().unwrap();
+    assert!(output.contains("GET /health"), "{output}");
+
+    assert_eq!(
+        t.engine.app(&t.app).await.unwrap().active_release,
+        Some(r1.id.clone())
+    );
+    let (status, body) = t.get("/release").await;
+    assert_eq!((status, body.trim()), (200, r1.id.as_str()));
+    let events = t.events(&p.id).await;
+    assert!(
+        events.iter().any(|e| e.starts_with("rolling back:")),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == &format!("rolled-back: {} is still active", r1.id)),
+        "{events:#?}"
+    );
+    for pid in events.iter().filter_map(|e| pid_in(e)) {
+        assert!(!alive(pid), "new process {pid} was not stopped");
+    }
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_at_start_rolls_back_with_the_output() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(unchanged).await;
+    assert_eq!(
+        t.promote_and_wait(&r1.id, None).await.state,
+        PromotionState::Active
+    );
+    let bad = t.set_env(&["EXAMPLE_EXIT_AT_START=1"]).await;
+    let p = t.promote_and_wait(&bad.id, None).await;
+    assert_eq!(p.state, PromotionState::RolledBack, "{p:?}");
+    let reason = p.reason.unwrap();
+    assert!(
+        reason.contains("exited with exit status 3 before it was healthy"),
+        "{reason}"
+    );
+    assert!(p
+        .failed_output
+        .unwrap()
+        .contains("exiting with an error on purpose"));
+    let (_, body) = t.get("/release").await;
+    assert_eq!(body.trim(), r1.id.as_str());
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_promotion_that_fails_leaves_no_active_release() {
+    let t = TestEngine::new().await;
+    t.build(unchanged).await;
+    let bad = t.set_env(&["EXAMPLE_EXIT_AT_START=1"]).await;
+    let p = t.promote_and_wait(&bad.id, None).await;
+    assert_eq!(p.state, PromotionState::RolledBack);
+    assert_eq!(t.engine.app(&t.app).await.unwrap().active_release, None);
+    let (status, body) = t.get("/").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("has no running release"), "{body}");
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_rolls_back() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(unchanged).await;
+    assert_eq!(
+        t.promote_and_wait(&r1.id, None).await.state,
+        PromotionState::Active
+    );
+    let slow = t.set_env(&["EXAMPLE_START_DELAY_MS=8000"]).await;
+    let p = t
+        .promote_and_wait(&slow.id, Some(Duration::from_secs(1)))
+        .await;
+    assert_eq!(p.state, PromotionState::RolledBack, "{p:?}");
+    assert_eq!(
+        p.reason.as_deref(),
+        Some("the rollout passed its deadline of 1 s")
+    );
+    assert_eq!(p.deadline_ms, 1000);
+    let (_, body) = t.get("/release").await;
+    assert_eq!(body.trim(), r1.id.as_str());
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_promote_is_refused_and_cancel_stops_the_rollout() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(unchanged).await;
+    assert_eq!(
+        t.promote_and_wait(&r1.id, None).await.state,
+        PromotionState::Active
+    );
+    let slow = t.set_env(&["EXAMPLE_START_DELAY_MS=8000"]).await;
+    let mut events = t.engine.subscribe();
+    let running = t.promote(&slow.id, None).await;
+    assert_eq!(running.state, PromotionState::Running);
+
+    // Wait until the new processes have started, so that cancel has something to undo.
+    tokio::time::timeout(WAIT, async {
+        let mut started = 0;
+        while started < 2 {
+            if let Ok(EngineEvent::Promotion { event, .. }) = events.recv().await {
+                if event.message.starts_with("started process") {
+                    started += 1;
+                }
+            }
+        }
+    })
+    .await
+    .expect("processes never started");
+
+    let err = t
+        .engine
+        .promote(&t.app, &r1.id, &PromoteOptions::default(), &t.actor)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RolloutInProgress { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains(running.id.as_str()), "{err}");
+    let err = t
+        .engine
+        .rollback(&t.app, &r1.id, &PromoteOptions::default(), &t.actor)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RolloutInProgress { .. }), "{err}");
+
+    let cancelled = t
+        .engine
+        .cancel(&t.app, &Actor::new("canceller"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, PromotionState::Cancelled, "{cancelled:?}");
+    assert_eq!(cancelled.reason.as_deref(), Some("cancelled by canceller"));
+    for pid in t.events(&running.id).await.iter().filter_map(|e| pid_in(e)) {
+        assert!(!alive(pid), "cancelled process {pid} still runs");
+    }
+    let (_, body) = t.get("/release").await;
+    assert_eq!(body.trim(), r1.id.as_str());
+
+    // The lock is released: the next promote goes through, and cancel with nothing running is clear.
+    let err = t.engine.cancel(&t.app, &t.actor).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no rollout is in progress"),
+        "{err}"
+    );
+    let (rb, p) = t
+        .engine
+        .rollback(&t.app, &r1.id, &PromoteOptions::default(), &t.actor)
+        .await
+        .unwrap();
+    assert_eq!(rb.rollback_of, Some(r1.id.clone()));
+    assert_eq!(rb.description, format!("rollback to {}", r1.id));
+    assert_eq!(rb.env, r1.env);
+    assert_eq!(t.wait(&p.id).await.state, PromotionState::Active);
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_a_rollout_never_fail() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(unchanged).await;
+    assert_eq!(
+        t.promote_and_wait(&r1.id, None).await.state,
+        PromotionState::Active
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, url) = (t.client(), t.url("/release"));
+        let (stop, ok) = (stop.clone(), ok.clone());
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            // Bounded: at most 20,000 requests per client.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match client.get(&url).send().await {
+                    Ok(res) if res.status().is_success() => {
+                        seen.insert(res.text().await.unwrap_or_default().trim().to_owned());
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(res) => failures.push(format!("status {}", res.status())),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            (failures, seen)
+        }));
+    }
+    let r2 = t.set_env(&["EXAMPLE_START_DELAY_MS=300"]).await;
+    let p = t.promote_and_wait(&r2.id, None).await;
+    assert_eq!(p.state, PromotionState::Active, "{p:?}");
+    stop.store(true, Ordering::SeqCst);
+    let mut seen_all = std::collections::BTreeSet::new();
+    for c in clients {
+        let (failures, seen) = c.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "requests failed during the rollout: {failures:?}"
+        );
+        seen_all.extend(seen);
+    }
+    assert!(
+        ok.load(Ordering::SeqCst) > 50,
+        "too few requests to mean anything"
+    );
+    assert_eq!(
+        seen_all,
+        [r1.id.to_string(), r2.id.to_string()].into_iter().collect(),
+        "traffic should move from the old release to the new one"
+    );
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_nothing_written() {
+    let t = TestEngine::new().await;
+    // No build yet: a release without a build cannot be promoted.
+    let r = t.set_env(&["A=1"]).await;
+    let err = t
+        .engine
+        .promote(&t.app, &r.id, &PromoteOptions::default(), &t.actor)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no build to run"), "{err}");
+    // Unknown release and app.
+    let err = t
+        .engine
+        .promote(
+            &t.app,
+            &ReleaseId::generate(),
+            &PromoteOptions::default(),
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let nope = AppName::parse("nope").unwrap();
+    assert_eq!(
+        t.engine
+            .list_releases(&nope, None, 10)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    // A bad manifest is a clear error and no build or release is created.
+    let src = example_copy(|s| s.replace("port: 8000", "port: 99999"));
+    let err = t
+        .engine
+        .create_build(
+            &t.app,
+            BuildSource::Directory(src.path().into()),
+            None,
+            None,
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unprocessable);
+    assert!(
+        err.to_string().contains("services.web.port: 99999"),
+        "{err}"
+    );
+    assert_eq!(
+        t.engine
+            .list_releases(&t.app, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(t.engine.list_builds(&t.app, 10).await.unwrap().is_empty());
+    // Duplicate app; deadline out of range.
+    let err = t.engine.create_app(&t.app, &t.actor).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let r1 = t.build(unchanged).await;
+    let err = t
+        .engine
+        .promote(
+            &t.app,
+            &r1.id,
+            &PromoteOptions {
+                deadline: Some(Duration::ZERO),
+            },
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    t.engine.shutdown().await;
+}
