@@ -77,7 +77,7 @@ fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
-    } else if s % 60 == 0 && s >= 60 {
+    } else if s.is_multiple_of(60) && s >= 60 {
         format!("{} min", s / 60)
     } else {
         format!("{} s", d.as_secs_f64())
