@@ -1,0 +1,85 @@
+//! Slipway's Console: the Leptos application shared by the server (`ssr`) and the browser
+//! (`hydrate`). Routes live in [`App`]; each page keeps its server functions next to it.
+
+pub mod components;
+#[cfg(feature = "ssr")]
+pub mod context;
+pub mod error;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path, SsrMode,
+};
+
+pub use error::AppError;
+
+/// The HTML document around [`App`], rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The Console: header, navigation and routes.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+
+    // Effects run only in the browser, after hydration: `data-hydrated="true"` on <main> tells
+    // the browser tests (and anyone curious) that the page is interactive.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/slipway.css" />
+        <Title formatter=|page: String| {
+            if page.is_empty() { "Slipway".to_string() } else { format!("{page} · Slipway") }
+        } />
+        <Router>
+            <a class="skip-link" href="#main">"Skip to content"</a>
+            <header class="topbar">
+                <div class="topbar-inner">
+                    <A href="/" attr:class="brand">
+                        <span class="brand-mark" aria-hidden="true"></span>
+                        "Slipway"
+                    </A>
+                    <nav aria-label="Main">
+                        <A href="/" exact=true>"Apps"</A>
+                    </nav>
+                </div>
+            </header>
+            <main id="main" class="container" data-hydrated=move || hydrated.get().to_string()>
+                <Routes fallback=pages::not_found::NotFound>
+                    // Async: the whole page (server fn data included) is in the first response,
+                    // so it renders, and its forms work, without JavaScript.
+                    <Route path=path!("") view=pages::apps::AppsPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("apps/:app/releases")
+                        view=pages::releases::ReleasesPage
+                        ssr=SsrMode::Async
+                    />
+                </Routes>
+            </main>
+            <footer class="footer container">
+                <p>"Slipway — immutable releases, safe promotions."</p>
+            </footer>
+        </Router>
+    }
+}

@@ -1,0 +1,3 @@
+pub mod apps;
+pub mod not_found;
+pub mod releases;

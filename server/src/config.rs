@@ -1,0 +1,109 @@
+//! Command-line flags, each with a `SLIPWAY_*` environment fallback (flags win).
+
+use clap::Parser;
+use std::{net::SocketAddr, path::PathBuf};
+
+/// Name of the SQLite database file created in the data directory by default.
+pub const DEFAULT_DATABASE_FILE: &str = "slipway.db";
+
+/// slipway-server: Slipway's release Console and deploy engine.
+///
+/// Every flag can also be set through the environment variable shown next to it;
+/// a flag given on the command line wins over the environment.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "slipway-server", version, about, long_about)]
+pub struct Config {
+    /// Address the Console (web UI, server functions, /healthz) listens on.
+    #[arg(long, env = "SLIPWAY_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Address the router that forwards traffic to deployed apps listens on
+    /// (port 0 picks a free port).
+    #[arg(long, env = "SLIPWAY_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub router_listen: SocketAddr,
+
+    /// Directory for Slipway's state: database, release artifacts, logs.
+    /// Created if missing.
+    #[arg(long, env = "SLIPWAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL [default: sqlite://<DATA_DIR>/slipway.db?mode=rwc]
+    #[arg(long, env = "SLIPWAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// The database URL: the one given, or a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join(DEFAULT_DATABASE_FILE).display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Config::command().debug_assert();
+    }
+
+    /// True when `var` is unset, so the default (not the caller's environment) is in effect.
+    fn unset(var: &str) -> bool {
+        std::env::var_os(var).is_none()
+    }
+
+    #[test]
+    fn defaults() {
+        // `try_parse_from` also reads SLIPWAY_*; only check what the environment leaves alone.
+        let config = Config::try_parse_from(["slipway-server"]).expect("defaults parse");
+        if unset("SLIPWAY_LISTEN") {
+            assert_eq!(config.listen, "127.0.0.1:3000".parse().expect("addr"));
+        }
+        if unset("SLIPWAY_ROUTER_LISTEN") {
+            assert_eq!(
+                config.router_listen,
+                "127.0.0.1:8080".parse().expect("addr")
+            );
+        }
+        if unset("SLIPWAY_DATA_DIR") && unset("SLIPWAY_DATABASE_URL") {
+            assert_eq!(config.data_dir, PathBuf::from("./data"));
+            assert_eq!(config.database_url(), "sqlite://./data/slipway.db?mode=rwc");
+        }
+    }
+
+    #[test]
+    fn flags() {
+        let config = Config::try_parse_from([
+            "slipway-server",
+            "--listen",
+            "0.0.0.0:4000",
+            "--router-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/var/lib/slipway",
+            "--database-url",
+            "sqlite::memory:",
+        ])
+        .expect("flags parse");
+        assert_eq!(config.listen.port(), 4000);
+        assert_eq!(config.router_listen.port(), 0);
+        assert_eq!(config.database_url(), "sqlite::memory:");
+
+        let config = Config::try_parse_from(["slipway-server", "--data-dir", "/srv/s"])
+            .expect("flags parse");
+        assert_eq!(config.database_url(), "sqlite:///srv/s/slipway.db?mode=rwc");
+    }
+
+    #[test]
+    fn bad_address_is_rejected() {
+        assert!(Config::try_parse_from(["slipway-server", "--listen", "nope"]).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! slipway-server as a library: configuration, the axum [`Router`] with the Console mounted,
+//! and [`serve`], so tests can start the real application on port 0.
+
+pub mod config;
+
+use app::{context::ConsoleContext, shell, App};
+use axum::{extract::FromRef, routing::get, Router};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::{future::Future, io, time::SystemTime};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use config::Config;
+
+/// Used when the binary was not built by cargo-leptos (which bakes `LEPTOS_OUTPUT_NAME` in);
+/// must match `name` in `[[workspace.metadata.leptos]]`.
+const OUTPUT_NAME: &str = "slipway";
+
+/// Everything request handlers and server functions share.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub console: ConsoleContext,
+}
+
+impl AppState {
+    pub fn new(leptos_options: LeptosOptions) -> Self {
+        Self {
+            leptos_options,
+            console: ConsoleContext::new(SystemTime::now()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid Leptos configuration: {0}")]
+    Leptos(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("server error: {0}")]
+    Serve(#[source] io::Error),
+}
+
+/// Leptos options from the `LEPTOS_*` environment (set by cargo-leptos and `make run`),
+/// with the listen address taken from our own config: `--listen` wins over `LEPTOS_SITE_ADDR`.
+pub fn leptos_options(config: &Config) -> Result<LeptosOptions, Error> {
+    let mut options = get_configuration(None)
+        .map_err(|e| Error::Leptos(e.to_string()))?
+        .leptos_options;
+    options.site_addr = config.listen;
+    if options.output_name.is_empty() {
+        options.output_name = OUTPUT_NAME.into();
+    }
+    Ok(options)
+}
+
+/// The whole HTTP application: `/healthz`, the Console's pages and server functions, and
+/// static files from the site root (with the Console's 404 page for anything else).
+pub fn build_router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let console = state.console.clone();
+    let context = move || provide_context(console.clone());
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Binds `config.listen`.
+pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })
+}
+
+/// Serves Slipway on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .map_err(|source| Error::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    let mut options = leptos_options(config)?;
+    // The address actually bound (differs from the config when it asked for port 0).
+    if let Ok(addr) = listener.local_addr() {
+        options.site_addr = addr;
+    }
+    let state = AppState::new(options);
+
+    tracing::info!(
+        listen = %state.leptos_options.site_addr,
+        router_listen = %config.router_listen,
+        data_dir = %config.data_dir.display(),
+        site_root = %state.leptos_options.site_root,
+        "slipway-server ready"
+    );
+    axum::serve(listener, build_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)?;
+    tracing::info!("slipway-server stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: info for Slipway, warn for the rest).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,server=info,app=info,engine=info,tower_http=warn")
+    });
+    // Ignore the error: a subscriber may already be installed (tests).
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
