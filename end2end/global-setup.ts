@@ -79,7 +79,12 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     LEPTOS_ENV: "PROD",
     RUST_LOG: process.env.RUST_LOG ?? "info",
   });
-  const args = ["--listen", `127.0.0.1:${port}`, "--router-listen", "127.0.0.1:0", "--data-dir", dataDir];
+  const args = [
+    "--listen", `127.0.0.1:${port}`,
+    "--router-listen", "127.0.0.1:0",
+    "--data-dir", dataDir,
+    "--examples-dir", path.join(repoRoot, "examples"),
+  ];
   const child = spawn(bin, args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);

@@ -1,6 +1,9 @@
 import { expect, test, type Page } from "@playwright/test";
 import path from "node:path";
 
+// One server serves every test (global-setup.ts), and tests run in this order: the empty
+// Console first, then the example app is deployed and promoted.
+
 const outputDir = path.join(__dirname, "..", "output");
 
 /** Fails the test on any uncaught exception in the page (a wasm panic, a hydration error). */
@@ -15,77 +18,118 @@ async function waitForHydration(page: Page) {
   await expect(page.locator('main[data-hydrated="true"]')).toBeAttached({ timeout: 20_000 });
 }
 
-test("apps page hydrates and talks to the server", async ({ page }) => {
-  const errors = trackPageErrors(page);
+/** The release IDs on the Releases page, newest first. */
+async function releaseIds(page: Page): Promise<string[]> {
+  return page.locator("tr[data-release]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-release") ?? ""));
+}
+
+/** Reloads the Releases page until `release` shows `status` (bounded by the expect timeout). */
+async function waitForStatus(page: Page, app: string, release: string, status: string) {
+  await expect
+    .poll(
+      async () => {
+        await page.goto(`/apps/${app}/releases`);
+        return (await page.locator(`tr[data-release="${release}"] .status`).textContent())?.trim();
+      },
+      { timeout: 60_000, intervals: [200, 500, 1000] },
+    )
+    .toBe(status);
+}
+
+test("an empty Console tells a newcomer what to do, without JavaScript too", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
   const response = await page.goto("/");
   expect(response?.status()).toBe(200);
-
-  await expect(page.getByRole("link", { name: "Slipway" })).toBeVisible();
   await expect(page.getByRole("heading", { level: 1, name: "Apps" })).toBeVisible();
-  await expect(page.getByText("No apps yet. Deploy the example app:")).toBeVisible();
+  await expect(page.getByRole("heading", { name: "No apps yet" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Deploy the example app" })).toBeVisible();
   await expect(page.getByTestId("server-version")).toHaveText(/^\d+\.\d+\.\d+/);
-  await expect(page.getByTestId("server-started")).toHaveText(/GMT$/);
-
-  await waitForHydration(page);
-
-  // The button works only in the hydrated page; its click refetches the server fn.
-  const count = page.getByTestId("refresh-count");
-  await expect(count).toHaveText("Not refreshed yet");
-  const serverFn = page.waitForResponse(
-    (res) => res.url().includes("/api/get_server_info") && res.request().method() === "POST",
-  );
-  await page.getByRole("button", { name: "Refresh" }).click();
-  await expect(count).toHaveText("Refreshed 1 time");
-  const res = await serverFn;
-  expect(res.status()).toBe(200);
-  expect(await res.json()).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
-  await expect(page.getByTestId("server-version")).toHaveText(/^\d+\.\d+\.\d+/);
-
-  await page.screenshot({ path: path.join(outputDir, "apps.png"), fullPage: true });
-  expect(errors).toEqual([]);
+  await expect(page.locator("main")).toHaveAttribute("data-hydrated", "false");
+  await context.close();
 });
 
-test("releases page and client-side navigation", async ({ page }) => {
-  const errors = trackPageErrors(page);
-  const response = await page.goto("/apps/nope/releases");
-  expect(response?.status()).toBe(200);
-  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Releases of nope");
-  await expect(page.getByText("No releases for nope yet.")).toBeVisible();
-
-  await waitForHydration(page);
-  await page.getByRole("navigation", { name: "Breadcrumb" }).getByRole("link", { name: "Apps" }).click();
-  await expect(page).toHaveURL(/\/$/);
-  await expect(page.getByRole("heading", { level: 1, name: "Apps" })).toBeVisible();
-  expect(errors).toEqual([]);
-});
-
-test("unknown pages answer 404 with the Console's page", async ({ page }) => {
-  const response = await page.goto("/no/such/page");
+test("unknown pages and apps answer 404 with a readable page", async ({ page }) => {
+  let response = await page.goto("/no/such/page");
   expect(response?.status()).toBe(404);
   await expect(page.getByRole("heading", { level: 1, name: "Page not found" })).toBeVisible();
+  response = await page.goto("/apps/nope/releases");
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole("alert")).toContainText("app nope was not found");
+});
+
+test("deploy the example app in one click and watch it become active", async ({ page }) => {
+  const errors = trackPageErrors(page);
+  await page.goto("/");
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Deploy the example app" }).click();
+  await expect(page.getByRole("status")).toContainText("Deploying hello");
+  // The hydrated page refetched the apps: the table replaces the empty state.
+  await expect(page.getByTestId("apps").getByRole("link", { name: "hello" })).toBeVisible();
+  await page.screenshot({ path: path.join(outputDir, "apps.png"), fullPage: true });
+
+  await page.getByTestId("apps").getByRole("link", { name: "hello" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Releases of hello");
+  const [first] = await releaseIds(page);
+  expect(first).toMatch(/^R[A-Z]{10}$/);
+  await waitForStatus(page, "hello", first, "active");
+  await expect(page.locator(`tr[data-release="${first}"]`)).toContainText("the example app");
+  expect(errors).toEqual([]);
+});
+
+test("promote an older release and watch it become active", async ({ page }) => {
+  const errors = trackPageErrors(page);
+  // A second release of the app, made through the same server function the button calls.
+  const res = await page.request.post("/api/deploy_example", {
+    headers: { accept: "application/json", "content-type": "application/x-www-form-urlencoded" },
+    data: "",
+  });
+  expect(res.status()).toBe(200);
+  await page.goto("/apps/hello/releases");
+  const [newest, older] = await releaseIds(page);
+  await waitForStatus(page, "hello", newest, "active");
+  await waitForHydration(page);
+
+  const promote = page.getByRole("button", { name: `Promote ${older}` });
+  await expect(page.getByRole("button", { name: `Promote ${newest}` })).toHaveCount(0);
+  await promote.click();
+  await expect(page.getByTestId("promote-result")).toContainText(/Promotion P[A-Z]{10} started/);
+  await waitForStatus(page, "hello", older, "active");
+  await expect(page.locator(`tr[data-release="${newest}"] .status`)).toHaveText("");
+  await page.screenshot({ path: path.join(outputDir, "releases.png"), fullPage: true });
+  expect(errors).toEqual([]);
+});
+
+test("the Promote form works without JavaScript", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto("/apps/hello/releases");
+  const ids = await releaseIds(page);
+  const active = await page.locator("tr[data-release] .status-active").count();
+  expect(active).toBe(1);
+  // Promote whichever release is not active.
+  const target = (
+    await Promise.all(
+      ids.map(async (id) => ((await page.locator(`tr[data-release="${id}"] .status`).textContent())?.trim() === "active" ? null : id)),
+    )
+  ).find((id) => id !== null) as string;
+  await page.getByRole("button", { name: `Promote ${target}` }).click();
+  // A plain form post, redirected back to the Releases page.
+  await expect(page).toHaveURL(/\/apps\/hello\/releases/);
+  await waitForStatus(page, "hello", target, "active");
+  await context.close();
 });
 
 test.describe("on a 375px wide screen", () => {
   test.use({ viewport: { width: 375, height: 740 } });
 
   test("nothing overflows horizontally", async ({ page }) => {
-    await page.goto("/");
-    await waitForHydration(page);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    expect(overflow).toBeLessThanOrEqual(0);
-    await page.screenshot({ path: path.join(outputDir, "apps-375.png"), fullPage: true });
-  });
-});
-
-test.describe("without JavaScript", () => {
-  test.use({ javaScriptEnabled: false });
-
-  test("the apps page is fully rendered by the server", async ({ page }) => {
-    const response = await page.goto("/");
-    expect(response?.status()).toBe(200);
-    await expect(page.getByRole("heading", { level: 1, name: "Apps" })).toBeVisible();
-    await expect(page.getByText("No apps yet. Deploy the example app:")).toBeVisible();
-    await expect(page.getByTestId("server-version")).toHaveText(/^\d+\.\d+\.\d+/);
-    await expect(page.locator("main")).toHaveAttribute("data-hydrated", "false");
+    for (const url of ["/", "/apps/hello/releases"]) {
+      await page.goto(url);
+      await waitForHydration(page);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow, url).toBeLessThanOrEqual(0);
+    }
+    await page.screenshot({ path: path.join(outputDir, "releases-375.png"), fullPage: true });
   });
 });

@@ -81,6 +81,29 @@ pub struct ReleaseListItem {
     pub promoted_by: Option<String>,
 }
 
+impl ReleaseListItem {
+    /// The STATUS column: `active` for the active release, else what its newest promotion
+    /// says (`promoting`, `rolled back: <reason>`, ...), else empty, as in `convox releases`.
+    pub fn status(&self) -> String {
+        if self.active {
+            return "active".into();
+        }
+        match &self.last_promotion {
+            None => String::new(),
+            Some(p) => match (p.state, &p.reason) {
+                (PromotionState::Running, _) => "promoting".into(),
+                // Active once, replaced since by another release.
+                (PromotionState::Active, _) => String::new(),
+                (PromotionState::RolledBack, Some(r)) => format!("rolled back: {r}"),
+                (PromotionState::RolledBack, None) => "rolled back".into(),
+                (PromotionState::Cancelled, _) => "cancelled".into(),
+                (PromotionState::Failed, Some(r)) => format!("failed: {r}"),
+                (PromotionState::Failed, None) => "failed".into(),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PromotionState {

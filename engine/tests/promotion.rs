@@ -74,6 +74,10 @@ async fn promote_runs_the_release_and_switches_traffic() {
         [r2.id.clone(), r1.id.clone()]
     );
     assert!(list[0].active && !list[1].active);
+    assert_eq!(
+        (list[0].status().as_str(), list[1].status().as_str()),
+        ("active", "")
+    );
     assert_eq!(list[0].promoted_by.as_deref(), Some("tester"));
     t.engine.shutdown().await;
 }

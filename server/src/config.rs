@@ -30,6 +30,11 @@ pub struct Config {
     /// Database URL [default: sqlite://<DATA_DIR>/slipway.db?mode=rwc]
     #[arg(long, env = "SLIPWAY_DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// Where the example apps are (the Console's "Deploy the example app" builds
+    /// `<examples-dir>/hello`).
+    #[arg(long, env = "SLIPWAY_EXAMPLES_DIR", default_value = "./examples")]
+    pub examples_dir: PathBuf,
 }
 
 impl Config {

@@ -7,7 +7,7 @@ use app::{context::ConsoleContext, shell, App};
 use axum::{extract::FromRef, routing::get, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{future::Future, io, time::SystemTime};
+use std::{future::Future, io, path::PathBuf, time::SystemTime};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -25,10 +25,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(leptos_options: LeptosOptions) -> Self {
+    pub fn new(
+        leptos_options: LeptosOptions,
+        engine: engine::Engine,
+        examples_dir: PathBuf,
+    ) -> Self {
         Self {
             leptos_options,
-            console: ConsoleContext::new(SystemTime::now()),
+            console: ConsoleContext::new(SystemTime::now(), engine, examples_dir),
         }
     }
 }
@@ -43,6 +47,8 @@ pub enum Error {
     Bind { addr: String, source: io::Error },
     #[error("server error: {0}")]
     Serve(#[source] io::Error),
+    #[error("the deploy engine could not start: {0}")]
+    Engine(#[from] engine::Error),
 }
 
 /// Leptos options from the `LEPTOS_*` environment (set by cargo-leptos and `make run`),
@@ -110,19 +116,33 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         options.site_addr = addr;
     }
-    let state = AppState::new(options);
+    let router_listener = TcpListener::bind(config.router_listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.router_listen.to_string(),
+            source,
+        })?;
+    let engine = engine::Engine::start(
+        engine::EngineConfig::new(config.database_url(), config.data_dir.clone()),
+        router_listener,
+    )
+    .await?;
+    let state = AppState::new(options, engine.clone(), config.examples_dir.clone());
 
     tracing::info!(
         listen = %state.leptos_options.site_addr,
-        router_listen = %config.router_listen,
+        router_listen = %engine.router_addr(),
         data_dir = %config.data_dir.display(),
         site_root = %state.leptos_options.site_root,
         "slipway-server ready"
     );
-    axum::serve(listener, build_router(state))
+    let served = axum::serve(listener, build_router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(Error::Serve)?;
+        .map_err(Error::Serve);
+    // Roll back running rollouts and stop the apps' processes; they come back at the next start.
+    engine.shutdown().await;
+    served?;
     tracing::info!("slipway-server stopped");
     Ok(())
 }

@@ -20,6 +20,7 @@ impl TestApp {
             router_listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: data_dir.path().join("data"),
             database_url: None,
+            examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
         };
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
@@ -32,7 +33,10 @@ impl TestApp {
         });
         TestApp {
             addr,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             stop: Some(stop),
             task,
             _data_dir: data_dir,
@@ -75,7 +79,8 @@ async fn apps_page_is_fully_rendered_on_the_server() {
     let (status, body) = app.get("/").await;
     assert_eq!(status, 200);
     assert!(body.contains("<h1>Apps</h1>"), "{body}");
-    assert!(body.contains("No apps yet."), "{body}");
+    assert!(body.contains("No apps yet"), "{body}");
+    assert!(body.contains("Deploy the example app"), "{body}");
     // SsrMode::Async: the server fn's result is in the first response, no JS needed
     assert!(body.contains(env!("CARGO_PKG_VERSION")), "{body}");
     assert!(body.contains("/pkg/slipway.css"), "{body}");
@@ -84,11 +89,12 @@ async fn apps_page_is_fully_rendered_on_the_server() {
 }
 
 #[tokio::test]
-async fn releases_page_names_the_app() {
+async fn releases_page_of_an_unknown_app_is_a_404() {
     let app = TestApp::spawn().await;
     let (status, body) = app.get("/apps/nope/releases").await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 404);
     assert!(body.contains("<code>nope</code>"), "{body}");
+    assert!(body.contains("app nope was not found"), "{body}");
     app.shutdown().await;
 }
 
@@ -126,5 +132,120 @@ async fn creates_the_data_dir() {
     // the server is up once /healthz answers; by then serve() has created the data dir
     assert_eq!(app.get("/healthz").await.0, 200);
     assert!(app._data_dir.path().join("data").is_dir());
+    app.shutdown().await;
+}
+
+/// The status cell of `release` on the Releases page HTML.
+fn status_of(page: &str, release: &str) -> Option<String> {
+    let row = page.split(&format!("data-release=\"{release}\"")).nth(1)?;
+    let row = &row[..row.find("</tr>")?];
+    let cell = row.split("class=\"status").nth(1)?;
+    let text = &cell[cell.find('>')? + 1..];
+    Some(text[..text.find('<')?].trim().to_string())
+}
+
+/// Release IDs on the Releases page, newest first.
+fn release_ids(page: &str) -> Vec<String> {
+    page.split("data-release=\"")
+        .skip(1)
+        .filter_map(|s| s.get(..11).map(str::to_owned))
+        .collect()
+}
+
+impl TestApp {
+    /// Loads the Releases page until `release` shows `status` (bounded).
+    async fn wait_for_status(&self, app: &str, release: &str, status: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, page) = self.get(&format!("/apps/{app}/releases")).await;
+            if status_of(&page, release).as_deref() == Some(status) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{release} never became {status}: {:?}",
+                status_of(&page, release)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn call(&self, path: &str, form: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(form.to_string())
+            .send()
+            .await
+            .expect("POST")
+    }
+}
+
+#[tokio::test]
+async fn deploy_the_example_then_promote_an_older_release_without_javascript() {
+    use app::pages::{apps::DeployExample, releases::PromoteRelease};
+    let app = TestApp::spawn().await;
+    let res = app.call(DeployExample::PATH, "").await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.json::<String>().await.expect("JSON"), "hello");
+    let (_, page) = app.get("/apps/hello/releases").await;
+    let first = release_ids(&page);
+    assert_eq!(first.len(), 1, "{page}");
+    let r1 = first[0].clone();
+    app.wait_for_status("hello", &r1, "active").await;
+
+    // A second deploy makes a second release, which becomes active.
+    assert_eq!(
+        app.call(DeployExample::PATH, "").await.status().as_u16(),
+        200
+    );
+    let (_, page) = app.get("/apps/hello/releases").await;
+    let ids = release_ids(&page);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[1], r1, "newest first");
+    let r2 = ids[0].clone();
+    let page = app.wait_for_status("hello", &r2, "active").await;
+    assert_eq!(status_of(&page, &r1).as_deref(), Some(""));
+    assert!(
+        page.contains(&format!("aria-label=\"Promote {r1}\"")),
+        "no Promote on {r1}"
+    );
+    assert!(
+        !page.contains(&format!("aria-label=\"Promote {r2}\"")),
+        "Promote on the active release"
+    );
+
+    // The Promote form as a browser without JavaScript sends it: a plain form post, then a
+    // redirect back to the page it came from.
+    let referer = app.url("/apps/hello/releases");
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(app.url(PromoteRelease::PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("referer", &referer)
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .body(format!("app=hello&release={r1}"))
+        .send()
+        .await
+        .expect("POST");
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers()["location"].to_str().expect("location");
+    assert!(location.starts_with(&referer), "{location}");
+    app.wait_for_status("hello", &r1, "active").await;
+
+    // Bad input comes back as a readable error.
+    let res = app
+        .call(PromoteRelease::PATH, "app=hello&release=nope")
+        .await;
+    assert!(!res.status().is_success());
+    let body = res.text().await.expect("body");
+    assert!(body.contains("is not a release ID"), "{body}");
+    let res = app
+        .call(PromoteRelease::PATH, "app=nope&release=RAAAAAAAAAA")
+        .await;
+    assert_eq!(res.status().as_u16(), 404);
     app.shutdown().await;
 }

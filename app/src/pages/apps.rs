@@ -1,9 +1,24 @@
-//! The Apps page (`/`): the apps Slipway knows about, and what server this Console talks to.
+//! The Apps page (`/`): every app with its active release, rollout state and last change, and
+//! for a newcomer the example app in one click.
 
 use crate::{components::ErrorList, AppError};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
+
+/// One row of the Apps page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRow {
+    pub name: String,
+    pub active_release: Option<String>,
+    pub release_count: i64,
+    /// `promoting`, `rolled-back`, ... of the newest promotion.
+    pub rollout: Option<String>,
+    pub last_change: Option<String>,
+    pub last_change_ago: Option<String>,
+    pub last_change_exact: Option<String>,
+}
 
 /// What the Console shows about the server it runs on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,62 +29,155 @@ pub struct ServerInfo {
     pub started_at: String,
     /// Whole seconds since the server started.
     pub uptime_secs: u64,
+    /// Where the apps' router listens (`http://APP.localhost:PORT`).
+    pub router_port: u16,
 }
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use super::ServerInfo;
-    use crate::context::ConsoleContext;
+    use super::{AppRow, ServerInfo};
+    use crate::time;
+    use engine::{Actor, AppName, BuildSource, Engine, PromoteOptions};
+    use std::path::Path;
     use std::time::SystemTime;
 
     /// The plain function behind [`super::get_server_info`].
-    pub fn server_info(ctx: &ConsoleContext, now: SystemTime) -> ServerInfo {
+    pub fn server_info(started_at: SystemTime, now: SystemTime, router_port: u16) -> ServerInfo {
         ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: httpdate::fmt_http_date(ctx.started_at),
+            started_at: httpdate::fmt_http_date(started_at),
             uptime_secs: now
-                .duration_since(ctx.started_at)
+                .duration_since(started_at)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            router_port,
         }
+    }
+
+    pub async fn list_apps(engine: &Engine) -> Result<Vec<AppRow>, engine::Error> {
+        let now = engine::now_ms();
+        Ok(engine
+            .list_apps()
+            .await?
+            .into_iter()
+            .map(|a| AppRow {
+                name: a.app.name.to_string(),
+                active_release: a.app.active_release.map(|r| r.to_string()),
+                release_count: a.release_count,
+                rollout: if a.running_promotion.is_some() {
+                    Some("promoting".into())
+                } else {
+                    a.last_promotion_state.map(|s| s.to_string())
+                },
+                last_change: a.last_change,
+                last_change_ago: a.last_change_at.map(|t| time::ago(t, now)),
+                last_change_exact: a.last_change_at.map(time::exact),
+            })
+            .collect())
+    }
+
+    /// Creates the app `hello` (if it does not exist yet), builds `examples_dir/hello` and
+    /// promotes the build's release. Returns the app's name.
+    pub async fn deploy_example(
+        engine: &Engine,
+        examples_dir: &Path,
+        actor: &Actor,
+    ) -> Result<String, engine::Error> {
+        let dir = examples_dir.join("hello");
+        if !dir.join(engine::manifest::FILE_NAME).is_file() {
+            return Err(engine::Error::Invalid {
+                field: "examples dir".into(),
+                message: format!(
+                    "{} has no example app; start the server from the repository or set --examples-dir",
+                    dir.display()
+                ),
+            });
+        }
+        let name = AppName::parse("hello")?;
+        match engine.create_app(&name, actor).await {
+            Ok(_) | Err(engine::Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let (_, release) = engine
+            .create_build(
+                &name,
+                BuildSource::Directory(dir),
+                Some("the example app"),
+                None,
+                actor,
+            )
+            .await?;
+        engine
+            .promote(&name, &release.id, &PromoteOptions::default(), actor)
+            .await?;
+        Ok(name.to_string())
     }
 }
 
 /// Version and start time of the server.
-#[server]
+#[server(endpoint = "get_server_info")]
 pub async fn get_server_info() -> Result<ServerInfo, AppError> {
     let ctx = crate::context::console_context()?;
-    Ok(ssr::server_info(&ctx, std::time::SystemTime::now()))
+    Ok(ssr::server_info(
+        ctx.started_at,
+        std::time::SystemTime::now(),
+        ctx.engine.router_addr().port(),
+    ))
+}
+
+#[server(endpoint = "list_apps")]
+pub async fn list_apps() -> Result<Vec<AppRow>, AppError> {
+    let ctx = crate::context::console_context()?;
+    Ok(ssr::list_apps(&ctx.engine).await?)
+}
+
+/// Builds and promotes the example app; the Releases page then shows the rollout.
+#[server(endpoint = "deploy_example")]
+pub async fn deploy_example() -> Result<String, AppError> {
+    let ctx = crate::context::console_context()?;
+    let actor = crate::context::actor();
+    Ok(ssr::deploy_example(&ctx.engine, &ctx.examples_dir, &actor).await?)
 }
 
 #[component]
 pub fn AppsPage() -> impl IntoView {
-    // Bumped by the refresh button; the resource refetches whenever it changes.
-    let refreshes = RwSignal::new(0u32);
-    let info = Resource::new(move || refreshes.get(), |_| get_server_info());
+    let deploy = ServerAction::<DeployExample>::new();
+    let apps = Resource::new(move || deploy.version().get(), |_| list_apps());
+    let info = Resource::new(|| (), |_| get_server_info());
 
     view! {
         <Title text="Apps" />
         <div class="page-header">
             <h1>"Apps"</h1>
         </div>
-
-        <section class="card empty-state" aria-labelledby="no-apps">
-            <h2 id="no-apps" class="visually-hidden">"Your apps"</h2>
-            <p>"No apps yet. Deploy the example app: " <code>"make example"</code></p>
-        </section>
+        <Transition fallback=|| view! { <p class="muted">"Loading apps…"</p> }>
+            <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
+                {move || Suspend::new(async move {
+                    apps.await.map(|apps| {
+                        if apps.is_empty() {
+                            view! { <EmptyState deploy /> }.into_any()
+                        } else {
+                            view! { <AppsTable apps /> }.into_any()
+                        }
+                    })
+                })}
+            </ErrorBoundary>
+        </Transition>
+        {move || {
+            deploy.value().get().map(|result| match result {
+                Ok(app) => view! {
+                    <p class="notice notice-success" role="status">
+                        "Deploying " <code>{app.clone()}</code> ": follow the rollout on its "
+                        <A href=format!("/apps/{app}/releases")>"Releases"</A> " page."
+                    </p>
+                }.into_any(),
+                Err(e) => view! { <p class="notice notice-error" role="alert">{e.to_string()}</p> }.into_any(),
+            })
+        }}
 
         <section class="card server-info" aria-labelledby="server-heading">
             <div class="card-header">
                 <h2 id="server-heading">"Server"</h2>
-                <button
-                    type="button"
-                    class="button"
-                    data-testid="refresh-server-info"
-                    on:click=move |_| refreshes.update(|n| *n += 1)
-                >
-                    "Refresh"
-                </button>
             </div>
             <Transition fallback=|| view! { <p class="muted">"Loading server info…"</p> }>
                 <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
@@ -78,14 +186,66 @@ pub fn AppsPage() -> impl IntoView {
                     })}
                 </ErrorBoundary>
             </Transition>
-            <p class="muted" data-testid="refresh-count" aria-live="polite">
-                {move || match refreshes.get() {
-                    0 => "Not refreshed yet".to_string(),
-                    1 => "Refreshed 1 time".to_string(),
-                    n => format!("Refreshed {n} times"),
-                }}
-            </p>
         </section>
+    }
+}
+
+#[component]
+fn EmptyState(deploy: ServerAction<DeployExample>) -> impl IntoView {
+    view! {
+        <section class="card empty-state" aria-labelledby="no-apps">
+            <h2 id="no-apps">"No apps yet"</h2>
+            <p>
+                "Slipway runs each app from a directory with a " <code>"slipway.yml"</code>
+                ". Try it with the example app: it is built from " <code>"examples/hello"</code>
+                ", promoted, and served at " <code>"http://hello.localhost:8080"</code> "."
+            </p>
+            <ActionForm action=deploy>
+                <button type="submit" class="button button-primary" data-testid="deploy-example"
+                    disabled=move || deploy.pending().get()>
+                    {move || if deploy.pending().get() { "Deploying…" } else { "Deploy the example app" }}
+                </button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn AppsTable(apps: Vec<AppRow>) -> impl IntoView {
+    view! {
+        <div class="table-wrap card">
+            <table class="table" data-testid="apps">
+                <thead>
+                    <tr>
+                        <th scope="col">"App"</th>
+                        <th scope="col">"Active release"</th>
+                        <th scope="col">"Rollout"</th>
+                        <th scope="col">"Last change"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {apps
+                        .into_iter()
+                        .map(|a| {
+                            let href = format!("/apps/{}/releases", a.name);
+                            view! {
+                                <tr>
+                                    <th scope="row"><A href=href>{a.name.clone()}</A></th>
+                                    <td><code>{a.active_release.unwrap_or_else(|| "none".into())}</code></td>
+                                    <td>{a.rollout.unwrap_or_default()}</td>
+                                    <td>
+                                        {a.last_change.unwrap_or_default()} " "
+                                        <span class="muted" title=a.last_change_exact.unwrap_or_default()>
+                                            {a.last_change_ago.unwrap_or_default()}
+                                        </span>
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
     }
 }
 
@@ -104,6 +264,10 @@ fn ServerInfoList(info: ServerInfo) -> impl IntoView {
             <div>
                 <dt>"Uptime"</dt>
                 <dd>{format_uptime(info.uptime_secs)}</dd>
+            </div>
+            <div>
+                <dt>"Apps' router"</dt>
+                <dd><code>{format!("http://APP.localhost:{}", info.router_port)}</code></dd>
             </div>
         </dl>
     }
@@ -134,20 +298,17 @@ mod tests {
     #[cfg(feature = "ssr")]
     #[test]
     fn server_info_reports_version_and_uptime() {
-        use crate::context::ConsoleContext;
         use std::time::{Duration, UNIX_EPOCH};
 
         let started = UNIX_EPOCH + Duration::from_secs(784_111_777);
-        let info = ssr::server_info(
-            &ConsoleContext::new(started),
-            started + Duration::from_secs(90),
-        );
+        let info = ssr::server_info(started, started + Duration::from_secs(90), 8080);
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(info.started_at, "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(info.uptime_secs, 90);
+        assert_eq!(info.router_port, 8080);
 
         // a clock that went backwards is not an error
-        let info = ssr::server_info(&ConsoleContext::new(started), UNIX_EPOCH);
+        let info = ssr::server_info(started, UNIX_EPOCH, 8080);
         assert_eq!(info.uptime_secs, 0);
     }
 }

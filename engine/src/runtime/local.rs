@@ -23,6 +23,23 @@ const INHERITED: &[&str] = &[
     "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "SHELL",
 ];
 
+/// `exec COMMAND` for a simple command, so that the process itself (not a shell around it)
+/// is the group leader, gets the signals and dies with the server; compound commands (pipes,
+/// lists, redirections, substitutions) run in the shell as written.
+fn shell_command(command: &str) -> String {
+    let simple = !command.contains(|c: char| ";&|<>()$`\\\n\"'*?[]{}~#!".contains(c));
+    let first = command.split_whitespace().next().unwrap_or("");
+    let builtin = matches!(
+        first,
+        "cd" | "export" | "exec" | "set" | "ulimit" | "umask" | "." | "source" | "eval"
+    );
+    if simple && !builtin && !first.contains('=') {
+        format!("exec {command}")
+    } else {
+        command.to_owned()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct LocalRuntime;
 
@@ -109,7 +126,7 @@ impl Runtime for LocalRuntime {
         let port = if spec.http { Some(free_port()?) } else { None };
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
-            .arg(&spec.command)
+            .arg(shell_command(&spec.command))
             .current_dir(&spec.cwd)
             .env_clear()
             .stdin(Stdio::null())
@@ -266,6 +283,27 @@ mod tests {
             cwd: std::env::temp_dir(),
             env: vec![("GREETING".into(), "hi there".into())],
             http,
+        }
+    }
+
+    #[test]
+    fn simple_commands_are_execed() {
+        assert_eq!(shell_command("python3 -u app.py"), "exec python3 -u app.py");
+        assert_eq!(
+            shell_command("./server --port 80"),
+            "exec ./server --port 80"
+        );
+        for compound in [
+            "a && b",
+            "a | b",
+            "a; b",
+            "echo $PORT",
+            "FOO=1 app",
+            "cd x",
+            "a > log",
+            "sleep 1 & wait",
+        ] {
+            assert_eq!(shell_command(compound), compound);
         }
     }
 
