@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use crate::error::Error;
 
@@ -47,30 +46,9 @@ impl EnvKey {
         }
         Ok(EnvKey(s.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for EnvKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for EnvKey {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self, Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<EnvKey> for String {
-    fn from(k: EnvKey) -> String {
-        k.0
-    }
-}
+string_newtype!(EnvKey);
 
 fn check_value(key: &EnvKey, value: &str) -> Result<(), Error> {
     if value.contains('\0') {

@@ -4,6 +4,9 @@
 //!
 //! It knows nothing of HTTP frameworks or UIs; the Console and the API call [`Engine`].
 
+#[macro_use]
+mod newtype;
+
 pub mod artifacts;
 mod engine;
 pub mod env;

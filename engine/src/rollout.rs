@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{Inner, RolloutHandle};
 use crate::error::{Error, Result};
 use crate::health::{check_http, wait_until_healthy, Unhealthy, WORKER_MIN_READY};
-use crate::manifest::Manifest;
+use crate::manifest::{HealthCheck, Manifest};
 use crate::model::*;
 use crate::names::AppName;
 use crate::router::{drain, Backend};
@@ -181,8 +181,8 @@ async fn run(
         }
     };
     match result {
-        Ok(processes) => {
-            if let Err(e) = switch(inner, promotion, &release, processes, &log).await {
+        Ok((processes, manifest)) => {
+            if let Err(e) = switch(inner, promotion, &release, processes, &manifest, &log).await {
                 undo(inner, promotion, Failure::Engine(e), started, &log).await;
             }
         }
@@ -197,7 +197,7 @@ async fn launch(
     release: &Release,
     log: &Log,
     started: Arc<Mutex<Vec<Arc<dyn Process>>>>,
-) -> Result<Vec<Arc<dyn Process>>, Failure> {
+) -> Result<(Vec<Arc<dyn Process>>, Manifest), Failure> {
     let build_id = release.build.as_ref().ok_or_else(|| {
         Failure::Engine(Error::invalid(
             "release",
@@ -314,7 +314,7 @@ async fn launch(
     });
     // The first failure ends the wait; the rest are stopped by the undo.
     futures::future::try_join_all(checks).await?;
-    Ok(processes)
+    Ok((processes, manifest))
 }
 
 async fn failed_output(p: &dyn Process) -> String {
@@ -382,13 +382,14 @@ async fn switch(
     promotion: &Promotion,
     release: &Release,
     processes: Vec<Arc<dyn Process>>,
+    manifest: &Manifest,
     log: &Log,
 ) -> Result<()> {
     inner.store.activate(&promotion.id).await?;
     let old_backends = inner
         .routes
         .set_app(promotion.app.as_str(), routes_of(&processes));
-    let new_set = supervise(inner, release, processes);
+    let new_set = supervise(inner, release, processes, manifest);
     let old = inner.with_app(&promotion.app, |rt| rt.active.replace(new_set));
     log.say(
         inner,
@@ -478,19 +479,32 @@ async fn undo(
     }
 }
 
-/// Watches an active set's processes and restarts any that exits, with backoff.
-fn supervise(inner: &Arc<Inner>, release: &Release, processes: Vec<Arc<dyn Process>>) -> ActiveSet {
+/// Watches an active set's processes: restarts any that exits (with backoff), and takes a
+/// process that fails its health checks out of the router until it passes them again.
+fn supervise(
+    inner: &Arc<Inner>,
+    release: &Release,
+    processes: Vec<Arc<dyn Process>>,
+    manifest: &Manifest,
+) -> ActiveSet {
     let token = CancellationToken::new();
     let slots: Vec<Arc<Mutex<Arc<dyn Process>>>> = processes
         .into_iter()
         .map(|p| Arc::new(Mutex::new(p)))
         .collect();
     for slot in &slots {
+        let health = slot.lock().ok().and_then(|p| {
+            let p = p.clone();
+            p.addr()?;
+            manifest
+                .service(p.spec().service.as_str())
+                .map(|s| s.health.clone())
+        });
         let (inner, slot, token) = (inner.clone(), slot.clone(), token.clone());
         inner
             .tasks
             .clone()
-            .spawn(async move { keep_running(&inner, slot, token).await });
+            .spawn(async move { keep_running(&inner, slot, token, health).await });
     }
     ActiveSet {
         release: release.id.clone(),
@@ -499,19 +513,88 @@ fn supervise(inner: &Arc<Inner>, release: &Release, processes: Vec<Arc<dyn Proce
     }
 }
 
+/// Consecutive failed health checks that take a process out of the router.
+const UNHEALTHY_AFTER: u32 = 3;
+
+/// Waits until `p` exits and says how, checking its health every interval meanwhile; `None`
+/// once `token` is cancelled.
+async fn watch(
+    inner: &Inner,
+    p: &Arc<dyn Process>,
+    token: &CancellationToken,
+    health: Option<&HealthCheck>,
+    mut in_router: bool,
+) -> Option<String> {
+    let spec = p.spec();
+    let log = Log::App(spec.app.clone());
+    let mut failures = 0;
+    loop {
+        let (Some(health), Some(addr)) = (health, p.addr()) else {
+            return tokio::select! {
+                _ = token.cancelled() => None,
+                status = p.exited() => Some(status),
+            };
+        };
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            status = p.exited() => return Some(status),
+            _ = tokio::time::sleep(health.interval) => {}
+        }
+        let result = tokio::select! {
+            _ = token.cancelled() => return None,
+            r = check_http(addr, &health.path, health.timeout) => r,
+        };
+        match result {
+            Ok(()) => {
+                failures = 0;
+                if !in_router {
+                    let backend = Backend::new(p.name(), addr);
+                    inner.routes.replace_backend(
+                        spec.app.as_str(),
+                        spec.service.as_str(),
+                        p.name(),
+                        backend,
+                    );
+                    in_router = true;
+                    log.say(
+                        inner,
+                        format!("{} is healthy again and back in the router", p.name()),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == UNHEALTHY_AFTER && in_router {
+                    inner
+                        .routes
+                        .remove_backend(spec.app.as_str(), spec.service.as_str(), p.name());
+                    in_router = false;
+                    log.say(
+                        inner,
+                        format!("{} failed {UNHEALTHY_AFTER} health checks in a row ({e}); it gets no traffic until it passes again", p.name()),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}
+
 async fn keep_running(
     inner: &Arc<Inner>,
     slot: Arc<Mutex<Arc<dyn Process>>>,
     token: CancellationToken,
+    health: Option<HealthCheck>,
 ) {
     let mut backoff = Duration::from_secs(1);
+    let mut in_router = true;
     loop {
         let Ok(current) = slot.lock().map(|p| p.clone()) else {
             return;
         };
-        let status = tokio::select! {
-            _ = token.cancelled() => return,
-            status = current.exited() => status,
+        let Some(status) = watch(inner, &current, &token, health.as_ref(), in_router).await else {
+            return;
         };
         if token.is_cancelled() {
             return;
@@ -554,17 +637,16 @@ async fn keep_running(
         if let Ok(mut s) = slot.lock() {
             *s = p.clone();
         }
-        let grace = Duration::from_secs(30);
-        let healthy = match p.addr() {
-            Some(addr) => {
-                let path = health_path(inner, &spec).await;
+        let healthy = match (p.addr(), &health) {
+            (Some(addr), Some(h)) => {
                 tokio::select! {
                     _ = token.cancelled() => { stop_processes(inner, &[p], inner.config.stop_grace).await; return; }
-                    r = wait_until_healthy(grace, || check_http(addr, &path, Duration::from_secs(3)), p.exited()) => r.is_ok(),
+                    r = wait_until_healthy(h.grace, || check_http(addr, &h.path, h.timeout), p.exited()) => r.is_ok(),
                 }
             }
-            None => true,
+            _ => true,
         };
+        in_router = healthy;
         if healthy {
             if let Some(addr) = p.addr() {
                 inner.routes.replace_backend(
@@ -579,20 +661,6 @@ async fn keep_running(
             backoff = Duration::from_secs(1);
         }
     }
-}
-
-async fn health_path(inner: &Inner, spec: &ProcessSpec) -> String {
-    let path = async {
-        let release = inner.store.release(&spec.app, &spec.release).await.ok()?;
-        let build = inner
-            .store
-            .build(&spec.app, release.build.as_ref()?)
-            .await
-            .ok()?;
-        let manifest = Manifest::parse(&build.manifest).ok()?;
-        Some(manifest.service(spec.service.as_str())?.health.path.clone())
-    };
-    path.await.unwrap_or_else(|| "/".into())
 }
 
 pub(crate) async fn stop_set(inner: &Inner, set: ActiveSet, why: &str) {
@@ -650,9 +718,9 @@ pub(crate) async fn restore_active(inner: &Arc<Inner>) {
             _ = inner.shutdown.cancelled() => Err(Failure::Cancelled("the server shutting down".into())),
         };
         match result {
-            Ok(processes) => {
+            Ok((processes, manifest)) => {
                 inner.routes.set_app(app.as_str(), routes_of(&processes));
-                let set = supervise(inner, &release, processes);
+                let set = supervise(inner, &release, processes, &manifest);
                 inner.with_app(&app, |rt| rt.active = Some(set));
                 log.say(inner, format!("restored {release_id}: serving again")).await;
             }

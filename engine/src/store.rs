@@ -99,6 +99,11 @@ fn release_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Release> {
     })
 }
 
+const BUILD_SELECT: &str = "SELECT b.id, b.status, b.description, b.artifact, b.manifest, b.git_sha, b.created_at, b.created_by,
+        a.name AS app_name,
+        (SELECT r.id FROM releases r WHERE r.build_id = b.id ORDER BY r.seq LIMIT 1) AS release_id
+     FROM builds b JOIN apps a ON a.id = b.app_id";
+
 const PROMOTION_COLS: &str = "p.id, p.release_id, p.previous_release_id, p.actor, p.state, p.reason, p.failed_output, p.deadline_ms, p.started_at, p.finished_at, a.name AS app_name";
 
 fn promotion_from_row(row: &sqlx::sqlite::SqliteRow, prefix: &str) -> Result<Promotion> {
@@ -179,10 +184,7 @@ impl Store {
             .bind(name.as_str())
             .fetch_optional(&self.read)
             .await?
-            .ok_or_else(|| Error::NotFound {
-                what: "app",
-                id: name.to_string(),
-            })
+            .ok_or_else(|| Error::not_found("app", name.to_string()))
     }
 
     pub async fn app(&self, name: &AppName) -> Result<App> {
@@ -192,16 +194,8 @@ impl Store {
         .bind(name.as_str())
         .fetch_optional(&self.read)
         .await?
-        .ok_or_else(|| Error::NotFound {
-            what: "app",
-            id: name.to_string(),
-        })?;
-        Ok(App {
-            name: parse_col(&row, "name", AppName::parse)?,
-            created_at: row.try_get("created_at")?,
-            created_by: row.try_get("created_by")?,
-            active_release: parse_opt(&row, "active_release_id", ReleaseId::parse)?,
-        })
+        .ok_or_else(|| Error::not_found("app", name.to_string()))?;
+        app_from_row(&row)
     }
 
     /// Every app with its newest release and rollout state, in one query.
@@ -222,12 +216,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(AppSummary {
-                    app: App {
-                        name: parse_col(row, "name", AppName::parse)?,
-                        created_at: row.try_get("created_at")?,
-                        created_by: row.try_get("created_by")?,
-                        active_release: parse_opt(row, "active_release_id", ReleaseId::parse)?,
-                    },
+                    app: app_from_row(row)?,
                     release_count: row.try_get("release_count")?,
                     newest_release: parse_opt(row, "newest_id", ReleaseId::parse)?,
                     last_change: row.try_get("newest_desc")?,
@@ -367,10 +356,7 @@ impl Store {
                     .await?
                     .map(|row| release_from_row(&row))
                     .transpose()?
-                    .ok_or_else(|| Error::NotFound {
-                        what: "release",
-                        id: expected.to_string(),
-                    })?;
+                    .ok_or_else(|| Error::not_found("release", expected.to_string()))?;
                     let diff = base.env.diff(&n.env);
                     let changes = if diff.is_empty() {
                         format!("{} ({})", n.description, n.id)
@@ -383,12 +369,7 @@ impl Store {
                         changes,
                     });
                 }
-                None => {
-                    return Err(Error::NotFound {
-                        what: "release",
-                        id: expected.to_string(),
-                    })
-                }
+                None => return Err(Error::not_found("release", expected)),
             }
         }
         let (build, env, description, rollback_of, actor) = make(newest.as_ref())?;
@@ -431,10 +412,7 @@ impl Store {
         .await?
         .map(|row| release_from_row(&row))
         .transpose()?
-        .ok_or_else(|| Error::NotFound {
-            what: "release",
-            id: id.to_string(),
-        })
+        .ok_or_else(|| Error::not_found("release", id.to_string()))
     }
 
     pub async fn newest_release(&self, app: &AppName) -> Result<Option<Release>> {
@@ -496,13 +474,9 @@ impl Store {
     }
 
     pub async fn list_builds(&self, app: &AppName, limit: u32) -> Result<Vec<Build>> {
-        let rows = sqlx::query(
-            "SELECT b.id, b.status, b.description, b.artifact, b.manifest, b.git_sha, b.created_at, b.created_by,
-                    a.name AS app_name,
-                    (SELECT r.id FROM releases r WHERE r.build_id = b.id ORDER BY r.seq LIMIT 1) AS release_id
-             FROM builds b JOIN apps a ON a.id = b.app_id
-             WHERE a.name = ? ORDER BY b.seq DESC LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "{BUILD_SELECT} WHERE a.name = ? ORDER BY b.seq DESC LIMIT ?"
+        ))
         .bind(app.as_str())
         .bind(limit as i64)
         .fetch_all(&self.read)
@@ -511,21 +485,12 @@ impl Store {
     }
 
     pub async fn build(&self, app: &AppName, id: &BuildId) -> Result<Build> {
-        let row = sqlx::query(
-            "SELECT b.id, b.status, b.description, b.artifact, b.manifest, b.git_sha, b.created_at, b.created_by,
-                    a.name AS app_name,
-                    (SELECT r.id FROM releases r WHERE r.build_id = b.id ORDER BY r.seq LIMIT 1) AS release_id
-             FROM builds b JOIN apps a ON a.id = b.app_id
-             WHERE b.id = ? AND a.name = ?",
-        )
-        .bind(id.as_str())
-        .bind(app.as_str())
-        .fetch_optional(&self.read)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: "build",
-            id: id.to_string(),
-        })?;
+        let row = sqlx::query(&format!("{BUILD_SELECT} WHERE b.id = ? AND a.name = ?"))
+            .bind(id.as_str())
+            .bind(app.as_str())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| Error::not_found("build", id.to_string()))?;
         build_from_row(&row)
     }
 
@@ -692,10 +657,7 @@ impl Store {
         .await?
         .map(|row| promotion_from_row(&row, ""))
         .transpose()?
-        .ok_or_else(|| Error::NotFound {
-            what: "promotion",
-            id: id.to_string(),
-        })
+        .ok_or_else(|| Error::not_found("promotion", id.to_string()))
     }
 
     pub async fn promotion_events(&self, id: &PromotionId) -> Result<Vec<PromotionEvent>> {
@@ -801,6 +763,15 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn app_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<App> {
+    Ok(App {
+        name: parse_col(row, "name", AppName::parse)?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        active_release: parse_opt(row, "active_release_id", ReleaseId::parse)?,
+    })
 }
 
 fn build_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Build> {

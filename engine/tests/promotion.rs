@@ -85,11 +85,7 @@ async fn promote_runs_the_release_and_switches_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_health_rolls_back_and_the_old_release_keeps_serving() {
     let t = TestEngine::new().await;
-    let r1 = t.build(short_grace).await;
-    assert_eq!(
-        t.promote_and_wait(&r1.id, None).await.state,
-        PromotionState::Active
-    );
+    let r1 = t.deploy(short_grace).await;
 
     let bad = t.set_env(&["EXAMPLE_FAIL_HEALTH=1"]).await;
     let p = t.promote_and_wait(&bad.id, None).await;
@@ -129,11 +125,7 @@ async fn failing_health_rolls_back_and_the_old_release_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_at_start_rolls_back_with_the_output() {
     let t = TestEngine::new().await;
-    let r1 = t.build(unchanged).await;
-    assert_eq!(
-        t.promote_and_wait(&r1.id, None).await.state,
-        PromotionState::Active
-    );
+    let r1 = t.deploy(unchanged).await;
     let bad = t.set_env(&["EXAMPLE_EXIT_AT_START=1"]).await;
     let p = t.promote_and_wait(&bad.id, None).await;
     assert_eq!(p.state, PromotionState::RolledBack, "{p:?}");
@@ -168,11 +160,7 @@ async fn first_promotion_that_fails_leaves_no_active_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_rolls_back() {
     let t = TestEngine::new().await;
-    let r1 = t.build(unchanged).await;
-    assert_eq!(
-        t.promote_and_wait(&r1.id, None).await.state,
-        PromotionState::Active
-    );
+    let r1 = t.deploy(unchanged).await;
     let slow = t.set_env(&["EXAMPLE_START_DELAY_MS=8000"]).await;
     let p = t
         .promote_and_wait(&slow.id, Some(Duration::from_secs(1)))
@@ -191,11 +179,7 @@ async fn deadline_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_promote_is_refused_and_cancel_stops_the_rollout() {
     let t = TestEngine::new().await;
-    let r1 = t.build(unchanged).await;
-    assert_eq!(
-        t.promote_and_wait(&r1.id, None).await.state,
-        PromotionState::Active
-    );
+    let r1 = t.deploy(unchanged).await;
     let slow = t.set_env(&["EXAMPLE_START_DELAY_MS=8000"]).await;
     let mut events = t.engine.subscribe();
     let running = t.promote(&slow.id, None).await;
@@ -264,11 +248,7 @@ async fn second_promote_is_refused_and_cancel_stops_the_rollout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_during_a_rollout_never_fail() {
     let t = TestEngine::new().await;
-    let r1 = t.build(unchanged).await;
-    assert_eq!(
-        t.promote_and_wait(&r1.id, None).await.state,
-        PromotionState::Active
-    );
+    let r1 = t.deploy(unchanged).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -397,5 +377,61 @@ async fn bad_input_is_refused_with_nothing_written() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
+    t.engine.shutdown().await;
+}
+
+/// Waits (bounded) for an app-level event whose message contains `needle`.
+async fn app_event(events: &mut tokio::sync::broadcast::Receiver<EngineEvent>, needle: &str) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(EngineEvent::Process { message, .. }) = events.recv().await {
+                if message.contains(needle) {
+                    return message;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no event with {needle:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_process_that_fails_its_checks_gets_no_traffic_until_it_recovers() {
+    let t = TestEngine::new().await;
+    let flag = t.data.path().join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    t.build(|s| s.replace("interval: 5", "interval: 1").replace("scale: 2", "scale: 1"))
+        .await;
+    let r = t.set_env(&[&format!("EXAMPLE_HEALTH_FILE={}", flag.display())]).await;
+    assert_eq!(t.promote_and_wait(&r.id, None).await.state, PromotionState::Active);
+    assert_eq!(t.get("/release").await.0, 200);
+
+    let mut events = t.engine.subscribe();
+    std::fs::remove_file(&flag).unwrap();
+    let message = app_event(&mut events, "failed 3 health checks in a row").await;
+    assert!(message.starts_with("web.1 failed 3 health checks"), "{message}");
+    let (status, body) = t.get("/release").await;
+    assert_eq!(status, 503, "{body}");
+
+    std::fs::write(&flag, "").unwrap();
+    app_event(&mut events, "web.1 is healthy again and back in the router").await;
+    let (status, body) = t.get("/release").await;
+    assert_eq!((status, body.trim()), (200, r.id.as_str()));
+    t.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_process_is_restarted() {
+    let t = TestEngine::new().await;
+    let r1 = t.deploy(|s| s.replace("scale: 2", "scale: 1")).await;
+    let events_before = t.events(&t.engine.list_promotions(&t.app, None, 1).await.unwrap()[0].id).await;
+    let pid = events_before.iter().find_map(|e| pid_in(e)).unwrap();
+    let mut events = t.engine.subscribe();
+    // SAFETY: signals a process this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    app_event(&mut events, "web.1 exited (killed by signal 9); restarting it").await;
+    app_event(&mut events, "web.1 restarted and healthy").await;
+    let (status, body) = t.get("/release").await;
+    assert_eq!((status, body.trim()), (200, r1.id.as_str()));
     t.engine.shutdown().await;
 }

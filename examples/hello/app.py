@@ -5,6 +5,7 @@ Its environment can make it misbehave, for trying out rollbacks:
   EXAMPLE_FAIL_HEALTH=1       /health answers 500
   EXAMPLE_EXIT_AT_START=1     exits at once with an error
   EXAMPLE_START_DELAY_MS=N    listens only after N milliseconds
+  EXAMPLE_HEALTH_FILE=PATH    /health answers 500 while PATH does not exist
 Only the Python standard library is used.
 """
 import html
@@ -29,6 +30,7 @@ def main():
     port = int(os.environ.get("PORT", "8000"))
     release = os.environ.get("SLIPWAY_RELEASE", "unknown")
     fail_health = os.environ.get("EXAMPLE_FAIL_HEALTH") == "1"
+    health_file = os.environ.get("EXAMPLE_HEALTH_FILE")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -49,6 +51,8 @@ def main():
             if self.path == "/health":
                 if fail_health:
                     self.send(500, "unhealthy on purpose (EXAMPLE_FAIL_HEALTH=1)\n", "text/plain")
+                elif health_file and not os.path.exists(health_file):
+                    self.send(500, f"unhealthy: {health_file} does not exist\n", "text/plain")
                 else:
                     self.send(200, "ok\n", "text/plain")
             elif self.path == "/release":

@@ -63,6 +63,14 @@ impl TestEngine {
         release
     }
 
+    /// Builds the example app and promotes it; the release is active when this returns.
+    pub async fn deploy(&self, tweak: impl Fn(String) -> String) -> Release {
+        let release = self.build(tweak).await;
+        let p = self.promote_and_wait(&release.id, None).await;
+        assert_eq!(p.state, PromotionState::Active, "{p:?}");
+        release
+    }
+
     pub async fn set_env(&self, pairs: &[&str]) -> Release {
         let change = EnvChange::set_from_args(pairs.iter().copied()).unwrap();
         self.engine
