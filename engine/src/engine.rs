@@ -54,6 +54,16 @@ impl EngineConfig {
     }
 }
 
+/// A release made directly (the API's "create release"): from a parent release (the newest
+/// when `None`), with its build and environment unless others are given.
+#[derive(Clone, Debug, Default)]
+pub struct NewRelease {
+    pub from: Option<ReleaseId>,
+    pub build: Option<crate::ids::BuildId>,
+    pub env: Option<Environment>,
+    pub description: Option<String>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct PromoteOptions {
     /// The rollout's deadline; the engine's default when `None`.
@@ -397,6 +407,57 @@ impl Engine {
             .await?;
         rollout::spawn(&self.inner, promotion.clone(), release, deadline);
         Ok(promotion)
+    }
+
+    /// Creates a release from `spec.from` (or the newest release) with the given build and/or
+    /// environment replacing the parent's. The description is the given one, else the
+    /// environment change in Convox's words, else `release from <parent>`.
+    pub async fn create_release(
+        &self,
+        app: &AppName,
+        spec: &NewRelease,
+        actor: &Actor,
+    ) -> Result<Release> {
+        let description = spec
+            .description
+            .as_deref()
+            .map(check_description)
+            .transpose()?;
+        if let Some(build) = &spec.build {
+            self.inner.store.build(app, build).await?;
+        }
+        let parent = match &spec.from {
+            Some(id) => Some(self.inner.store.release(app, id).await?),
+            None => None,
+        };
+        let release = self
+            .inner
+            .store
+            .insert_release_from_newest(app, None, |newest| {
+                let base = parent.as_ref().or(newest);
+                let old_env = base.map(|r| r.env.clone()).unwrap_or_default();
+                let env = spec.env.clone().unwrap_or_else(|| old_env.clone());
+                let build = spec
+                    .build
+                    .clone()
+                    .or_else(|| base.and_then(|r| r.build.clone()));
+                let diff = old_env.diff(&env);
+                let description = match description.filter(|d| !d.is_empty()) {
+                    Some(d) => d,
+                    None if !diff.is_empty() => diff.description(),
+                    None => match base {
+                        Some(b) => format!("release from {}", b.id),
+                        None => "first release".into(),
+                    },
+                };
+                Ok((build, env, description, None, actor.clone()))
+            })
+            .await?;
+        self.inner.publish(EngineEvent::ReleaseCreated {
+            app: app.clone(),
+            release: release.id.clone(),
+        });
+        Ok(release)
     }
 
     /// Creates a new release with the build and environment of `target` (marked as a rollback

@@ -22,7 +22,9 @@ pub mod runtime;
 pub mod store;
 
 pub use artifacts::BuildSource;
-pub use engine::{Engine, EngineConfig, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE};
+pub use engine::{
+    Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,
+};
 pub use env::{EnvChange, EnvDiff, EnvKey, Environment};
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{BuildId, PromotionId, ReleaseId};

@@ -381,7 +381,10 @@ async fn bad_input_is_refused_with_nothing_written() {
 }
 
 /// Waits (bounded) for an app-level event whose message contains `needle`.
-async fn app_event(events: &mut tokio::sync::broadcast::Receiver<EngineEvent>, needle: &str) -> String {
+async fn app_event(
+    events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
+    needle: &str,
+) -> String {
     tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(EngineEvent::Process { message, .. }) = events.recv().await {
@@ -400,16 +403,27 @@ async fn a_running_process_that_fails_its_checks_gets_no_traffic_until_it_recove
     let t = TestEngine::new().await;
     let flag = t.data.path().join("healthy");
     std::fs::write(&flag, "").unwrap();
-    t.build(|s| s.replace("interval: 5", "interval: 1").replace("scale: 2", "scale: 1"))
+    t.build(|s| {
+        s.replace("interval: 5", "interval: 1")
+            .replace("scale: 2", "scale: 1")
+    })
+    .await;
+    let r = t
+        .set_env(&[&format!("EXAMPLE_HEALTH_FILE={}", flag.display())])
         .await;
-    let r = t.set_env(&[&format!("EXAMPLE_HEALTH_FILE={}", flag.display())]).await;
-    assert_eq!(t.promote_and_wait(&r.id, None).await.state, PromotionState::Active);
+    assert_eq!(
+        t.promote_and_wait(&r.id, None).await.state,
+        PromotionState::Active
+    );
     assert_eq!(t.get("/release").await.0, 200);
 
     let mut events = t.engine.subscribe();
     std::fs::remove_file(&flag).unwrap();
     let message = app_event(&mut events, "failed 3 health checks in a row").await;
-    assert!(message.starts_with("web.1 failed 3 health checks"), "{message}");
+    assert!(
+        message.starts_with("web.1 failed 3 health checks"),
+        "{message}"
+    );
     let (status, body) = t.get("/release").await;
     assert_eq!(status, 503, "{body}");
 
@@ -424,12 +438,18 @@ async fn a_running_process_that_fails_its_checks_gets_no_traffic_until_it_recove
 async fn a_crashed_process_is_restarted() {
     let t = TestEngine::new().await;
     let r1 = t.deploy(|s| s.replace("scale: 2", "scale: 1")).await;
-    let events_before = t.events(&t.engine.list_promotions(&t.app, None, 1).await.unwrap()[0].id).await;
+    let events_before = t
+        .events(&t.engine.list_promotions(&t.app, None, 1).await.unwrap()[0].id)
+        .await;
     let pid = events_before.iter().find_map(|e| pid_in(e)).unwrap();
     let mut events = t.engine.subscribe();
     // SAFETY: signals a process this test started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    app_event(&mut events, "web.1 exited (killed by signal 9); restarting it").await;
+    app_event(
+        &mut events,
+        "web.1 exited (killed by signal 9); restarting it",
+    )
+    .await;
     app_event(&mut events, "web.1 restarted and healthy").await;
     let (status, body) = t.get("/release").await;
     assert_eq!((status, body.trim()), (200, r1.id.as_str()));

@@ -196,3 +196,89 @@ async fn git_work_tree_gives_the_build_description() {
         .unwrap();
     assert_eq!(build.description, "");
 }
+
+#[tokio::test]
+async fn create_release_from_a_parent_with_a_new_env_or_build() {
+    let t = TestEngine::new().await;
+    let r1 = t.build(unchanged).await;
+    let r2 = t.set_env(&["A=1"]).await;
+    let r3 = t.build(unchanged).await;
+    // From r1 (no env), with r2's env: described as the env change from r1.
+    let made = t
+        .engine
+        .create_release(
+            &t.app,
+            &NewRelease {
+                from: Some(r1.id.clone()),
+                env: Some(r2.env.clone()),
+                ..Default::default()
+            },
+            &t.actor,
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.build, r1.build);
+    assert_eq!(made.env, r2.env);
+    assert_eq!(made.description, "env add:A");
+    // The newest release with r1's build and nothing else changed.
+    let made = t
+        .engine
+        .create_release(
+            &t.app,
+            &NewRelease {
+                build: r1.build.clone(),
+                ..Default::default()
+            },
+            &t.actor,
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.build, r1.build);
+    assert_eq!(made.env, r3.env);
+    assert!(
+        made.description.starts_with("release from R"),
+        "{}",
+        made.description
+    );
+    // Unknown parent or build: not found, nothing written.
+    let before = t
+        .engine
+        .list_releases(&t.app, None, 100)
+        .await
+        .unwrap()
+        .len();
+    let err = t
+        .engine
+        .create_release(
+            &t.app,
+            &NewRelease {
+                from: Some(ReleaseId::generate()),
+                ..Default::default()
+            },
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let err = t
+        .engine
+        .create_release(
+            &t.app,
+            &NewRelease {
+                build: Some(BuildId::generate()),
+                ..Default::default()
+            },
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        t.engine
+            .list_releases(&t.app, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+}
