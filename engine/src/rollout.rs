@@ -681,16 +681,21 @@ pub(crate) async fn stop_set(inner: &Inner, set: ActiveSet, why: &str) {
 pub(crate) async fn kill_orphans(inner: &Inner) -> Result<()> {
     for rec in inner.store.unstopped_processes().await? {
         let pid = rec.pid as u32;
-        let alive_same =
-            local::start_ticks(pid).is_some() && local::start_ticks(pid) == rec.start_ticks;
-        let outcome = if alive_same {
-            local::signal_group(pid, libc::SIGKILL);
-            tracing::warn!(pid, "stopped a process left behind by a previous run");
-            "killed at start-up: left behind by a previous run"
-        } else {
-            // The leader is gone (killed with the server); its group may not be.
-            local::signal_group(pid, libc::SIGKILL);
-            "gone at start-up"
+        let outcome = match local::start_ticks(pid) {
+            // Still the same process: stop it and its group.
+            Some(ticks) if Some(ticks) == rec.start_ticks => {
+                local::signal_group(pid, libc::SIGKILL);
+                tracing::warn!(pid, "stopped a process left behind by a previous run");
+                "killed at start-up: left behind by a previous run"
+            }
+            // The pid now belongs to another process: leave it alone.
+            Some(_) => "gone at start-up",
+            // The leader is gone; members of its group may not be, and the kernel does not
+            // reuse a pid while its group exists, so the group is still ours.
+            None => {
+                local::signal_group(pid, libc::SIGKILL);
+                "gone at start-up"
+            }
         };
         inner.store.process_stopped(&rec.id, outcome, "").await?;
     }
