@@ -6,7 +6,6 @@ pub mod components;
 pub mod context;
 pub mod error;
 pub mod pages;
-pub mod time;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

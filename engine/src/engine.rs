@@ -470,7 +470,7 @@ impl Engine {
         actor: &Actor,
     ) -> Result<(Release, Promotion)> {
         let old = self.inner.store.release(app, target).await?;
-        if let Some(p) = self.running_promotion(app) {
+        if let Some(p) = self.inner.store.running_promotion(app).await? {
             return Err(Error::RolloutInProgress {
                 app: app.to_string(),
                 promotion: p.to_string(),

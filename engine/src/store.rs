@@ -552,6 +552,17 @@ impl Store {
         })
     }
 
+    /// The app's running promotion, if one is recorded as running.
+    pub async fn running_promotion(&self, app: &AppName) -> Result<Option<PromotionId>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT p.id FROM promotions p JOIN apps a ON a.id = p.app_id WHERE a.name = ? AND p.state = 'running'",
+        )
+        .bind(app.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        id.map(|s| PromotionId::parse(&s)).transpose()
+    }
+
     pub(crate) async fn add_event(
         &self,
         promotion: &PromotionId,

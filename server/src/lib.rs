@@ -1,6 +1,7 @@
 //! slipway-server as a library: configuration, the axum [`Router`] with the Console mounted,
 //! and [`serve`], so tests can start the real application on port 0.
 
+pub mod api;
 pub mod config;
 
 use app::{context::ConsoleContext, shell, App};
@@ -22,6 +23,10 @@ const OUTPUT_NAME: &str = "slipway";
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub console: ConsoleContext,
+    /// The same engine as `console.engine`, for the JSON API's handlers.
+    pub engine: engine::Engine,
+    /// Ends the API's event streams when the server shuts down.
+    pub shutdown: api::ShutdownSignal,
 }
 
 impl AppState {
@@ -30,10 +35,20 @@ impl AppState {
         engine: engine::Engine,
         examples_dir: PathBuf,
     ) -> Self {
+        // Never fires unless replaced through `with_shutdown` (as `serve` does).
+        let (_, shutdown) = api::ShutdownSignal::new();
         Self {
             leptos_options,
-            console: ConsoleContext::new(SystemTime::now(), engine, examples_dir),
+            console: ConsoleContext::new(SystemTime::now(), engine.clone(), examples_dir),
+            engine,
+            shutdown,
         }
+    }
+
+    /// Uses `shutdown` to end long-lived responses (the API's event streams).
+    pub fn with_shutdown(mut self, shutdown: api::ShutdownSignal) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 
@@ -64,8 +79,9 @@ pub fn leptos_options(config: &Config) -> Result<LeptosOptions, Error> {
     Ok(options)
 }
 
-/// The whole HTTP application: `/healthz`, the Console's pages and server functions, and
-/// static files from the site root (with the Console's 404 page for anything else).
+/// The whole HTTP application: `/healthz`, the JSON API under `/api/v1`, the Console's pages
+/// and server functions, and static files from the site root (with the Console's 404 page for
+/// anything else).
 pub fn build_router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let console = state.console.clone();
@@ -73,6 +89,7 @@ pub fn build_router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(api::router())
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -127,7 +144,14 @@ pub async fn serve(
         router_listener,
     )
     .await?;
-    let state = AppState::new(options, engine.clone(), config.examples_dir.clone());
+    let (trigger, signal) = api::ShutdownSignal::new();
+    let state =
+        AppState::new(options, engine.clone(), config.examples_dir.clone()).with_shutdown(signal);
+    let shutdown = async move {
+        shutdown.await;
+        // Event streams never end on their own; end them so in-flight requests can finish.
+        trigger.fire();
+    };
 
     tracing::info!(
         listen = %state.leptos_options.site_addr,

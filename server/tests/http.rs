@@ -1,70 +1,11 @@
 //! Starts the real application on port 0 and talks HTTP to it.
 
 use leptos::server_fn::ServerFn;
-use std::{net::SocketAddr, time::Duration};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use std::time::Duration;
 
-struct TestApp {
-    addr: SocketAddr,
-    client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), server::Error>>,
-    _data_dir: tempfile::TempDir,
-}
+mod common;
 
-impl TestApp {
-    async fn spawn() -> TestApp {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let config = server::Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            router_listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: data_dir.path().join("data"),
-            database_url: None,
-            examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
-        };
-        let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server::serve(&config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        TestApp {
-            addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            stop: Some(stop),
-            task,
-            _data_dir: data_dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let res = self.client.get(self.url(path)).send().await.expect("GET");
-        let status = res.status().as_u16();
-        (status, res.text().await.expect("body"))
-    }
-
-    /// Stops the server and waits (bounded) for it to finish.
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("server stops within 10s")
-            .expect("server task did not panic");
-        result.expect("server ended without error");
-    }
-}
+use common::TestApp;
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -131,7 +72,7 @@ async fn creates_the_data_dir() {
     let app = TestApp::spawn().await;
     // the server is up once /healthz answers; by then serve() has created the data dir
     assert_eq!(app.get("/healthz").await.0, 200);
-    assert!(app._data_dir.path().join("data").is_dir());
+    assert!(app.data_dir.path().join("data").is_dir());
     app.shutdown().await;
 }
 

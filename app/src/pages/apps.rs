@@ -36,7 +36,7 @@ pub struct ServerInfo {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::{AppRow, ServerInfo};
-    use crate::time;
+    use engine::time;
     use engine::{Actor, AppName, BuildSource, Engine, PromoteOptions};
     use std::path::Path;
     use std::time::SystemTime;

@@ -39,7 +39,7 @@ pub struct ReleasesPage {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::{ReleaseRow, ReleasesPage, PAGE_SIZE};
-    use crate::time;
+    use engine::time;
     use engine::{AppName, Engine, PromotionState};
 
     pub async fn releases_page(

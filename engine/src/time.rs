@@ -1,4 +1,4 @@
-//! Times as the Console shows them: relative ("1 week ago"), with the exact time on hover.
+//! Times as the Console and the CLI show them: relative ("1 week ago"), with the exact time on hover.
 
 /// `created` and `now` in milliseconds since the epoch → "just now", "5 minutes ago",
 /// "1 week ago", like `convox releases`.

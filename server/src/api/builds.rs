@@ -1,0 +1,119 @@
+//! `/apps/{app}/builds`: list, show, and upload a `.tar.gz` source.
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
+    Json,
+};
+use engine::{artifacts::MAX_ARCHIVE_BYTES, BuildId, BuildSource};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{actor, app_name, to_json, ApiError, ApiPath, ApiQuery, ApiResult, ApiRoute};
+
+pub(super) fn routes() -> Vec<ApiRoute> {
+    vec![
+        ApiRoute::get("/apps/{app}/builds", list),
+        ApiRoute::post("/apps/{app}/builds", create).layer_body_limit(MAX_ARCHIVE_BYTES),
+        ApiRoute::get("/apps/{app}/builds/{id}", show),
+    ]
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(engine): State<engine::Engine>,
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let builds = engine
+        .list_builds(&app_name(&app)?, q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(json!({ "builds": to_json(&builds)? })))
+}
+
+async fn show(
+    State(engine): State<engine::Engine>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let app = app_name(&app)?;
+    let build = engine.build(&app, &BuildId::parse(&id)?).await?;
+    Ok(Json(to_json(&build)?))
+}
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    description: Option<String>,
+    git_sha: Option<String>,
+}
+
+async fn create(
+    State(engine): State<engine::Engine>,
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<CreateQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let app = app_name(&app)?;
+    check_content_type(&headers)?;
+    let body = body?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "body",
+            "expected the source as a .tar.gz archive",
+        ));
+    }
+    let (build, release) = engine
+        .create_build(
+            &app,
+            BuildSource::Archive(body.to_vec()),
+            q.description.as_deref(),
+            q.git_sha.as_deref(),
+            &actor(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "build": to_json(&build)?,
+            "release": super::release_json(&release, false)?,
+        })),
+    ))
+}
+
+/// Archive types a build upload may be sent as (or none at all).
+const ARCHIVE_TYPES: &[&str] = &[
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar+gzip",
+    "application/octet-stream",
+];
+
+fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if ARCHIVE_TYPES.contains(&essence.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "content-type",
+            format!(
+                "expected the source as a .tar.gz ({})",
+                ARCHIVE_TYPES.join(" or ")
+            ),
+        ))
+    }
+}

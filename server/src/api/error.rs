@@ -1,0 +1,134 @@
+//! The API's one error type: every failure is answered as
+//! `{"error":{"code":"...","message":"..."}}` with a fitting status, and axum's own rejections
+//! (malformed JSON, bad path or query values, bodies over the limit) are turned into it so that
+//! no plain-text error ever leaks out of `/api/v1`.
+
+use axum::{
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: input that can never be right; the message names the field.
+    BadRequest(String),
+    /// 404
+    NotFound(String),
+    /// 405: a known path asked with a method it does not have.
+    MethodNotAllowed,
+    /// 409: a conflict, a rollout in progress, a stale base.
+    Conflict(String),
+    /// 413: a body or value over its limit.
+    TooLarge(String),
+    /// 422: an invalid manifest or a failed build.
+    Unprocessable(String),
+    /// 500: logged where it is made; the client only gets a generic message.
+    Internal,
+}
+
+impl ApiError {
+    pub fn bad_request(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest(format!("{field}: {message}"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "invalid",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::TooLarge(m)
+            | ApiError::Unprocessable(m) => m,
+            ApiError::MethodNotAllowed => "method not allowed on this path",
+            ApiError::Internal => "internal server error; the cause is in the server's log",
+        }
+    }
+
+    /// From one of axum's rejections: its status decides 413 or 400, its text names the cause.
+    fn from_rejection(what: &str, status: StatusCode, text: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("the {what} is too large"))
+        } else if status.is_server_error() {
+            tracing::error!(%status, "{what} rejected: {text}");
+            ApiError::Internal
+        } else {
+            ApiError::BadRequest(format!("{what}: {text}"))
+        }
+    }
+}
+
+impl From<engine::Error> for ApiError {
+    fn from(e: engine::Error) -> Self {
+        use engine::ErrorKind;
+        match e.kind() {
+            ErrorKind::Invalid => ApiError::BadRequest(e.to_string()),
+            ErrorKind::NotFound => ApiError::NotFound(e.to_string()),
+            ErrorKind::Conflict => ApiError::Conflict(e.to_string()),
+            ErrorKind::TooLarge => ApiError::TooLarge(e.to_string()),
+            ErrorKind::Unprocessable => ApiError::Unprocessable(e.to_string()),
+            ErrorKind::Internal => {
+                tracing::error!(error = %e, "API request failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::from_rejection("JSON body", r.status(), r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::from_rejection("path", r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::from_rejection("query", r.status(), r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        ApiError::from_rejection("body", r.status(), r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code(), "message": self.message()}});
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

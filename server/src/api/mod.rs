@@ -1,0 +1,212 @@
+//! The versioned JSON API under `/api/v1`. Handlers are thin: they parse input with the
+//! engine's newtypes, call the same [`engine::Engine`] functions the Console uses, and shape
+//! the answer. Every route is listed once, in [`routes`], which both [`router`] and the tests
+//! (against the OpenAPI document in [`openapi`]) use.
+
+mod apps;
+mod builds;
+mod env;
+pub mod error;
+mod events;
+pub mod openapi;
+mod promotions;
+mod releases;
+
+use axum::{
+    body::Bytes,
+    extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request},
+    handler::Handler,
+    http::{request::Parts, Method},
+    routing::{self, MethodRouter},
+    Router,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use error::{ApiError, ApiResult};
+
+use crate::AppState;
+
+/// Where the API is mounted.
+pub const PREFIX: &str = "/api/v1";
+/// Largest JSON body accepted (build uploads have their own limit).
+pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+/// Who the API acts as until there are users.
+pub fn actor() -> engine::Actor {
+    engine::Actor::new("api")
+}
+
+/// One route of the API: a method and a path (relative to [`PREFIX`], axum syntax).
+pub struct ApiRoute {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+impl ApiRoute {
+    fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        ApiRoute {
+            method: Method::GET,
+            path,
+            handler: routing::get(handler),
+        }
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        ApiRoute {
+            method: Method::POST,
+            path,
+            handler: routing::post(handler),
+        }
+    }
+
+    fn layer_body_limit(mut self, limit: usize) -> Self {
+        self.handler = self.handler.layer(DefaultBodyLimit::max(limit));
+        self
+    }
+}
+
+/// Every route of the API.
+pub fn routes() -> Vec<ApiRoute> {
+    let mut all = Vec::new();
+    all.push(ApiRoute::get("/openapi.json", openapi::handler));
+    all.extend(apps::routes());
+    all.extend(builds::routes());
+    all.extend(releases::routes());
+    all.extend(env::routes());
+    all.extend(promotions::routes());
+    all.extend(events::routes());
+    all
+}
+
+/// `(method, full path)` of every route, for tests and the OpenAPI check.
+pub fn route_table() -> Vec<(Method, String)> {
+    routes()
+        .into_iter()
+        .map(|r| (r.method, format!("{PREFIX}{}", r.path)))
+        .collect()
+}
+
+/// The API, to be merged into the application's router (paths include [`PREFIX`]).
+pub fn router() -> Router<AppState> {
+    let mut api = Router::new();
+    for route in routes() {
+        // Routes on the same path merge their methods.
+        api = api.route(route.path, route.handler);
+    }
+    let api = api
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+    Router::new().nest(PREFIX, api)
+}
+
+/// A JSON body, with axum's rejections turned into [`ApiError`]. The content type is not
+/// checked, and an empty body counts as `{}` (so that bodies with only optional fields may be
+/// left out).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let axum::Json(value) = axum::Json::<T>::from_bytes(bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Path parameters, with axum's rejections turned into [`ApiError`].
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}
+
+/// A query string, with axum's rejections turned into [`ApiError`].
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// Parses an app name from the path.
+fn app_name(s: &str) -> ApiResult<engine::AppName> {
+    Ok(engine::AppName::parse(s)?)
+}
+
+/// A model value as JSON.
+fn to_json(value: &impl serde::Serialize) -> ApiResult<Value> {
+    serde_json::to_value(value).map_err(|e| {
+        tracing::error!("serializing an API answer: {e}");
+        ApiError::Internal
+    })
+}
+
+const MASK: &str = "****";
+
+/// A release as JSON, its environment's values masked unless `reveal`.
+fn release_json(release: &engine::Release, reveal: bool) -> ApiResult<Value> {
+    let mut value = to_json(release)?;
+    if !reveal {
+        if let Some(Value::Object(env)) = value.get_mut("env") {
+            for v in env.values_mut() {
+                *v = Value::String(MASK.into());
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// Fires once the server starts shutting down, so that endless responses (event streams)
+/// end and graceful shutdown can finish.
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal(watch::Receiver<bool>);
+
+/// The sending side of [`ShutdownSignal`].
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownSignal {
+    pub fn new() -> (ShutdownTrigger, ShutdownSignal) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), ShutdownSignal(rx))
+    }
+
+    /// Completes when shutdown starts; never if the trigger was dropped without firing.
+    pub async fn fired(&mut self) {
+        loop {
+            if *self.0.borrow_and_update() {
+                return;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl ShutdownTrigger {
+    pub fn fire(&self) {
+        // Nobody listening is fine.
+        let _ = self.0.send(true);
+    }
+}

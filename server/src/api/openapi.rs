@@ -1,0 +1,217 @@
+//! The OpenAPI 3.1 document of the API, served at `/api/v1/openapi.json`. Written by hand;
+//! the tests check that its paths and methods are exactly the routes of [`super::routes`].
+
+use axum::Json;
+use serde_json::{json, Value};
+
+pub(super) async fn handler() -> Json<Value> {
+    Json(document())
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+           "schema": {"type": "string"}})
+}
+
+fn query_param(name: &str, ty: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description,
+           "schema": {"type": ty}})
+}
+
+fn app() -> Value {
+    path_param("app", "The app's name")
+}
+
+fn error(description: &str) -> Value {
+    json!({"description": description,
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn json_body(schema: Value, required: bool) -> Value {
+    json!({"required": required, "content": {"application/json": {"schema": schema}}})
+}
+
+/// An operation: summary, parameters, optional request body, the success status and answer.
+fn op(
+    summary: &str,
+    parameters: Vec<Value>,
+    body: Option<Value>,
+    status: &str,
+    answer: Value,
+) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(status.into(), answer);
+    responses.insert(
+        "400".into(),
+        error("Bad input; the message names the field"),
+    );
+    responses.insert("404".into(), error("Not found"));
+    responses.insert("409".into(), error("Conflict"));
+    responses.insert("413".into(), error("Body too large"));
+    responses.insert("422".into(), error("Invalid manifest or failed build"));
+    responses.insert("500".into(), error("Internal error"));
+    let mut op = json!({"summary": summary, "parameters": parameters, "responses": responses});
+    if let (Some(body), Value::Object(map)) = (body, &mut op) {
+        map.insert("requestBody".into(), body);
+    }
+    op
+}
+
+fn timeout_body() -> Value {
+    json_body(
+        json!({"type": "object", "properties": {
+            "timeout": {"type": "integer", "minimum": 1,
+                        "description": "The rollout's deadline in seconds (default 600)"}}}),
+        false,
+    )
+}
+
+pub fn document() -> Value {
+    let p = "/api/v1";
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Slipway API",
+            "version": "1",
+            "description": "Apps, builds, immutable releases, environments and promotions. Errors are {\"error\":{\"code\",\"message\"}}."
+        },
+        "paths": {
+            format!("{p}/openapi.json"): {
+                "get": op("This document", vec![], None, "200", ok("OpenAPI 3.1", json!({"type": "object"})))
+            },
+            format!("{p}/apps"): {
+                "get": op("List apps", vec![], None, "200",
+                    ok("Apps", json!({"type": "object", "properties": {"apps": {"type": "array", "items": schema("AppSummary")}}}))),
+                "post": op("Create an app", vec![],
+                    Some(json_body(json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}), true)),
+                    "201", ok("The app", schema("App")))
+            },
+            format!("{p}/apps/{{app}}"): {
+                "get": op("Show an app", vec![app()], None, "200", ok("The app", schema("App")))
+            },
+            format!("{p}/apps/{{app}}/builds"): {
+                "get": op("List builds, newest first", vec![app(), query_param("limit", "integer", "At most this many (default 50, max 1000)")],
+                    None, "200", ok("Builds", json!({"type": "object", "properties": {"builds": {"type": "array", "items": schema("Build")}}}))),
+                "post": op("Upload a build (a .tar.gz of the source with its slipway.yml); makes a release",
+                    vec![app(), query_param("description", "string", "The build's description"), query_param("git_sha", "string", "The commit it was built from")],
+                    Some(json!({"required": true, "content": {
+                        "application/gzip": {"schema": {"type": "string", "contentMediaType": "application/gzip"}},
+                        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/gzip"}}}})),
+                    "201", ok("The build and its release", json!({"type": "object", "properties": {"build": schema("Build"), "release": schema("Release")}})))
+            },
+            format!("{p}/apps/{{app}}/builds/{{id}}"): {
+                "get": op("Show a build", vec![app(), path_param("id", "Build ID")], None, "200", ok("The build", schema("Build")))
+            },
+            format!("{p}/apps/{{app}}/releases"): {
+                "get": op("List releases, newest first",
+                    vec![app(), query_param("limit", "integer", "Page size (default 50, max 1000)"),
+                         query_param("before", "integer", "The next_before of the previous page")],
+                    None, "200", ok("A page of releases", json!({"type": "object", "properties": {
+                        "releases": {"type": "array", "items": schema("ReleaseListItem")},
+                        "next_before": {"type": ["integer", "null"]}}}))),
+                "post": op("Create a release from another (the newest by default) with a new build and/or environment",
+                    vec![app()],
+                    Some(json_body(json!({"type": "object", "properties": {
+                        "from": {"type": "string"}, "build": {"type": "string"},
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Replaces the environment"},
+                        "description": {"type": "string"}}}), false)),
+                    "201", ok("The release", schema("Release")))
+            },
+            format!("{p}/apps/{{app}}/releases/{{id}}"): {
+                "get": op("Show a release (environment values masked unless reveal=true)",
+                    vec![app(), path_param("id", "Release ID"), query_param("reveal", "boolean", "Show environment values")],
+                    None, "200", ok("The release", schema("Release")))
+            },
+            format!("{p}/apps/{{app}}/releases/{{id}}/promote"): {
+                "post": op("Start rolling the release out; returns the running promotion",
+                    vec![app(), path_param("id", "Release ID")], Some(timeout_body()), "202", ok("The promotion", schema("Promotion")))
+            },
+            format!("{p}/apps/{{app}}/releases/{{id}}/rollback"): {
+                "post": op("Make a new release like this one and promote it",
+                    vec![app(), path_param("id", "Release ID")], Some(timeout_body()), "202",
+                    ok("The new release and its promotion", json!({"type": "object", "properties": {"release": schema("Release"), "promotion": schema("Promotion")}})))
+            },
+            format!("{p}/apps/{{app}}/cancel"): {
+                "post": op("Cancel the running rollout; returns the promotion once it ended",
+                    vec![app()], None, "200", ok("The promotion", schema("Promotion")))
+            },
+            format!("{p}/apps/{{app}}/env"): {
+                "get": op("A release's environment (the newest by default), masked unless reveal=true",
+                    vec![app(), query_param("release", "string", "Release ID"), query_param("reveal", "boolean", "Show values")],
+                    None, "200", ok("The environment", json!({"type": "object", "properties": {
+                        "release": {"type": ["string", "null"]},
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}}}}))),
+                "post": op("Change the environment: makes a release (and promotes it when asked)",
+                    vec![app()],
+                    Some(json_body(json!({"type": "object", "properties": {
+                        "set": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "unset": {"type": "array", "items": {"type": "string"}},
+                        "replace": {"type": "boolean"},
+                        "base": {"type": "string", "description": "Refused with 409 unless this is still the newest release"},
+                        "description": {"type": "string"},
+                        "promote": {"type": "boolean"},
+                        "timeout": {"type": "integer"}}}), true)),
+                    "201", ok("The release and its promotion", json!({"type": "object", "properties": {
+                        "release": schema("Release"), "promotion": {"oneOf": [schema("Promotion"), {"type": "null"}]}}})))
+            },
+            format!("{p}/apps/{{app}}/promotions"): {
+                "get": op("List promotions, newest first",
+                    vec![app(), query_param("release", "string", "Only this release's"), query_param("limit", "integer", "At most this many")],
+                    None, "200", ok("Promotions", json!({"type": "object", "properties": {"promotions": {"type": "array", "items": schema("Promotion")}}})))
+            },
+            format!("{p}/apps/{{app}}/events"): {
+                "get": op("Live events of the app (server-sent events; event = type, data = JSON)",
+                    vec![app()], None, "200",
+                    json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}))
+            },
+            format!("{p}/promotions/{{id}}"): {
+                "get": op("Show a promotion with its event log", vec![path_param("id", "Promotion ID")], None, "200",
+                    ok("The promotion", json!({"type": "object", "properties": {"promotion": schema("Promotion"), "events": {"type": "array", "items": schema("PromotionEvent")}}})))
+            }
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "code": {"type": "string", "enum": ["invalid", "not_found", "method_not_allowed", "conflict", "too_large", "unprocessable", "internal"]},
+                "message": {"type": "string"}}}}},
+            "App": {"type": "object", "properties": {
+                "name": {"type": "string"}, "created_at": {"type": "integer"}, "created_by": {"type": "string"},
+                "active_release": {"type": ["string", "null"]}}},
+            "AppSummary": {"type": "object", "properties": {
+                "app": schema("App"), "release_count": {"type": "integer"}, "newest_release": {"type": ["string", "null"]},
+                "last_change": {"type": ["string", "null"]}, "last_change_at": {"type": ["integer", "null"]},
+                "running_promotion": {"type": ["string", "null"]}, "last_promotion_state": {"type": ["string", "null"]}}},
+            "Build": {"type": "object", "properties": {
+                "id": {"type": "string"}, "app": {"type": "string"}, "status": {"type": "string"},
+                "description": {"type": "string"}, "artifact": {"type": "string"}, "manifest": {"type": "string"},
+                "git_sha": {"type": ["string", "null"]}, "created_at": {"type": "integer"}, "created_by": {"type": "string"},
+                "release": {"type": ["string", "null"]}}},
+            "Release": {"type": "object", "properties": {
+                "id": {"type": "string"}, "app": {"type": "string"}, "build": {"type": ["string", "null"]},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                "description": {"type": "string"}, "rollback_of": {"type": ["string", "null"]},
+                "created_at": {"type": "integer"}, "created_by": {"type": "string"}}},
+            "ReleaseListItem": {"allOf": [schema("Release"), {"type": "object", "properties": {
+                "seq": {"type": "integer"}, "status": {"type": "string"}, "active": {"type": "boolean"},
+                "promoted_by": {"type": ["string", "null"]},
+                "last_promotion": {"oneOf": [schema("Promotion"), {"type": "null"}]}}}]},
+            "Promotion": {"type": "object", "properties": {
+                "id": {"type": "string"}, "app": {"type": "string"}, "release": {"type": "string"},
+                "previous_release": {"type": ["string", "null"]}, "actor": {"type": "string"},
+                "state": {"type": "string", "enum": ["running", "active", "rolled-back", "cancelled", "failed"]},
+                "reason": {"type": ["string", "null"]}, "failed_output": {"type": ["string", "null"]},
+                "deadline_ms": {"type": "integer"}, "started_at": {"type": "integer"},
+                "finished_at": {"type": ["integer", "null"]}}},
+            "PromotionEvent": {"type": "object", "properties": {
+                "promotion": {"type": "string"}, "seq": {"type": "integer"}, "at": {"type": "integer"},
+                "message": {"type": "string"}}}
+        }}
+    })
+}

@@ -1,0 +1,162 @@
+//! `/apps/{app}/releases`: list (paged by `seq`), show, create, promote, roll back; and
+//! `/apps/{app}/cancel`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use engine::{BuildId, Environment, NewRelease, PromoteOptions, ReleaseId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::{collections::BTreeMap, time::Duration};
+
+use super::{
+    actor, app_name, release_json, to_json, ApiJson, ApiPath, ApiQuery, ApiResult, ApiRoute,
+};
+
+pub(super) fn routes() -> Vec<ApiRoute> {
+    vec![
+        ApiRoute::get("/apps/{app}/releases", list),
+        ApiRoute::post("/apps/{app}/releases", create),
+        ApiRoute::get("/apps/{app}/releases/{id}", show),
+        ApiRoute::post("/apps/{app}/releases/{id}/promote", promote),
+        ApiRoute::post("/apps/{app}/releases/{id}/rollback", rollback),
+        ApiRoute::post("/apps/{app}/cancel", cancel),
+    ]
+}
+
+pub(super) const DEFAULT_LIMIT: u32 = 50;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+async fn list(
+    State(engine): State<engine::Engine>,
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 1000);
+    let items = engine
+        .list_releases(&app_name(&app)?, q.before, limit)
+        .await?;
+    let next_before = if items.len() as u32 >= limit {
+        items.last().map(|i| i.seq)
+    } else {
+        None
+    };
+    let mut releases = Vec::with_capacity(items.len());
+    for item in &items {
+        let mut value = release_json(&item.release, false)?;
+        if let Value::Object(map) = &mut value {
+            map.insert("seq".into(), json!(item.seq));
+            map.insert("status".into(), json!(item.status()));
+            map.insert("active".into(), json!(item.active));
+            map.insert("promoted_by".into(), json!(item.promoted_by));
+            map.insert("last_promotion".into(), to_json(&item.last_promotion)?);
+        }
+        releases.push(value);
+    }
+    Ok(Json(
+        json!({ "releases": releases, "next_before": next_before }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    #[serde(default)]
+    reveal: bool,
+}
+
+async fn show(
+    State(engine): State<engine::Engine>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<ShowQuery>,
+) -> ApiResult<Json<Value>> {
+    let app = app_name(&app)?;
+    let release = engine.release(&app, &ReleaseId::parse(&id)?).await?;
+    Ok(Json(release_json(&release, q.reveal)?))
+}
+
+#[derive(Deserialize)]
+struct CreateRelease {
+    from: Option<String>,
+    build: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    description: Option<String>,
+}
+
+async fn create(
+    State(engine): State<engine::Engine>,
+    ApiPath(app): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateRelease>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let app = app_name(&app)?;
+    let spec = NewRelease {
+        from: body.from.as_deref().map(ReleaseId::parse).transpose()?,
+        build: body.build.as_deref().map(BuildId::parse).transpose()?,
+        env: body.env.map(Environment::from_pairs).transpose()?,
+        description: body.description,
+    };
+    let release = engine.create_release(&app, &spec, &actor()).await?;
+    Ok((StatusCode::CREATED, Json(release_json(&release, false)?)))
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct PromoteBody {
+    /// The rollout's deadline in seconds.
+    pub timeout: Option<u64>,
+}
+
+pub(super) fn promote_options(timeout: Option<u64>) -> PromoteOptions {
+    PromoteOptions {
+        deadline: timeout.map(Duration::from_secs),
+    }
+}
+
+async fn promote(
+    State(engine): State<engine::Engine>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<PromoteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let app = app_name(&app)?;
+    let promotion = engine
+        .promote(
+            &app,
+            &ReleaseId::parse(&id)?,
+            &promote_options(body.timeout),
+            &actor(),
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(to_json(&promotion)?)))
+}
+
+async fn rollback(
+    State(engine): State<engine::Engine>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<PromoteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let app = app_name(&app)?;
+    let (release, promotion) = engine
+        .rollback(
+            &app,
+            &ReleaseId::parse(&id)?,
+            &promote_options(body.timeout),
+            &actor(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "release": release_json(&release, false)?,
+            "promotion": to_json(&promotion)?,
+        })),
+    ))
+}
+
+async fn cancel(
+    State(engine): State<engine::Engine>,
+    ApiPath(app): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let promotion = engine.cancel(&app_name(&app)?, &actor()).await?;
+    Ok(Json(to_json(&promotion)?))
+}
