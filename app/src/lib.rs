@@ -5,6 +5,7 @@ pub mod components;
 #[cfg(feature = "ssr")]
 pub mod context;
 pub mod error;
+pub mod live;
 pub mod pages;
 
 use leptos::prelude::*;

@@ -120,6 +120,36 @@ test("the Promote form works without JavaScript", async ({ browser }) => {
   await context.close();
 });
 
+test("a promote whose processes fail health rolls back live, in every open tab, and says why", async ({ page, context }) => {
+  const errors = trackPageErrors(page);
+  // A release of the example whose /health answers 500 (made through the JSON API).
+  const res = await page.request.post("/api/v1/apps/hello/env", { data: { set: { EXAMPLE_FAIL_HEALTH: "1" } } });
+  expect(res.status()).toBe(201);
+  const bad: string = (await res.json()).release.id;
+
+  await page.goto("/apps/hello/releases");
+  await waitForHydration(page);
+  const other = await context.newPage();
+  await other.goto("/apps/hello/releases");
+  await waitForHydration(other);
+
+  await page.getByRole("button", { name: `Promote ${bad}` }).click();
+  // No reload from here on: the pages follow the engine's events.
+  for (const p of [page, other]) {
+    await expect(p.getByTestId("rollout")).toHaveAttribute("data-state", "running", { timeout: 10_000 });
+    await expect(p.getByTestId("rollout")).toContainText("started process web.1");
+  }
+  await page.screenshot({ path: path.join(outputDir, "releases-promoting.png"), fullPage: true });
+  for (const p of [page, other]) {
+    await expect(p.getByTestId("rollout")).toHaveAttribute("data-state", "rolled-back", { timeout: 40_000 });
+    await expect(p.getByTestId("rollout-reason")).toContainText("was not healthy within its grace of 10 s: /health answered 500");
+    await expect(p.getByTestId("failed-output")).toContainText("GET /health");
+    await expect(p.locator(`tr[data-release="${bad}"] .status`)).toContainText("rolled back: web.");
+  }
+  await page.screenshot({ path: path.join(outputDir, "releases-rolled-back.png"), fullPage: true });
+  expect(errors).toEqual([]);
+});
+
 test.describe("on a 375px wide screen", () => {
   test.use({ viewport: { width: 375, height: 740 } });
 

@@ -28,17 +28,33 @@ pub struct ReleaseRow {
     pub description: String,
 }
 
+/// The app's newest promotion, with its steps: what the rollout panel shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub id: String,
+    pub release: String,
+    /// `running`, `active`, `rolled-back`, `cancelled`, `failed`.
+    pub state: String,
+    pub running: bool,
+    pub actor: String,
+    pub reason: Option<String>,
+    /// The last lines of output of the process that failed.
+    pub failed_output: Option<String>,
+    pub events: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleasesPage {
     pub app: String,
     pub rows: Vec<ReleaseRow>,
     /// `before` for the next (older) page, if there is one.
     pub next_before: Option<i64>,
+    pub latest_rollout: Option<RolloutView>,
 }
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use super::{ReleaseRow, ReleasesPage, PAGE_SIZE};
+    use super::{ReleaseRow, ReleasesPage, RolloutView, PAGE_SIZE};
     use engine::time;
     use engine::{AppName, Engine, PromotionState};
 
@@ -74,10 +90,32 @@ pub mod ssr {
         } else {
             None
         };
+        let latest_rollout = match engine
+            .list_promotions(app, None, 1)
+            .await?
+            .into_iter()
+            .next()
+        {
+            Some(p) => {
+                let detail = engine.promotion(&p.id).await?;
+                Some(RolloutView {
+                    id: p.id.to_string(),
+                    release: p.release.to_string(),
+                    state: p.state.to_string(),
+                    running: p.state == PromotionState::Running,
+                    actor: p.actor,
+                    reason: p.reason,
+                    failed_output: p.failed_output,
+                    events: detail.events.into_iter().map(|e| e.message).collect(),
+                })
+            }
+            None => None,
+        };
         Ok(ReleasesPage {
             app: app.to_string(),
             rows,
             next_before,
+            latest_rollout,
         })
     }
 }
@@ -88,6 +126,16 @@ pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPa
     let app = engine::AppName::parse(&app)
         .map_err(|_| AppError::NotFound(format!("app {app}")).with_status())?;
     Ok(ssr::releases_page(&ctx.engine, &app, before).await?)
+}
+
+/// Cancels the app's running rollout; returns the promotion's state once it has ended.
+#[server(endpoint = "cancel_rollout")]
+pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
+    let ctx = crate::context::console_context()?;
+    let app = engine::AppName::parse(&app)
+        .map_err(|_| AppError::NotFound(format!("app {app}")).with_status())?;
+    let p = ctx.engine.cancel(&app, &crate::context::actor()).await?;
+    Ok(p.state.to_string())
 }
 
 /// Starts a rolling update to `release`; returns the promotion's ID at once.
@@ -121,9 +169,20 @@ pub fn ReleasesPage() -> impl IntoView {
             .and_then(|b| b.parse::<i64>().ok())
     };
     let promote = ServerAction::<PromoteRelease>::new();
+    let cancel = ServerAction::<CancelRollout>::new();
+    // In the browser, every engine event of the app refetches the page: live progress.
+    let live = crate::live::use_app_events(app);
     let page = Resource::new(
-        move || (app(), before(), promote.version().get()),
-        |(app, before, _)| get_releases(app, before),
+        move || {
+            (
+                app(),
+                before(),
+                promote.version().get(),
+                cancel.version().get(),
+                live.get(),
+            )
+        },
+        |(app, before, ..)| get_releases(app, before),
     );
 
     view! {
@@ -151,10 +210,78 @@ pub fn ReleasesPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading releases…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    page.await.map(|page| view! { <ReleasesTable page promote /> })
+                    page.await.map(|page| {
+                        let rollout = page.latest_rollout.clone().map(|r| view! { <RolloutPanel app=page.app.clone() rollout=r cancel /> });
+                        view! { {rollout} <ReleasesTable page promote /> }
+                    })
                 })}
             </ErrorBoundary>
         </Transition>
+    }
+}
+
+/// The newest rollout: its steps as they happen, why it rolled back, and Cancel while it runs.
+#[component]
+fn RolloutPanel(
+    app: String,
+    rollout: RolloutView,
+    cancel: ServerAction<CancelRollout>,
+) -> impl IntoView {
+    let (class, title) = match rollout.state.as_str() {
+        "running" => (
+            "card rollout rollout-running",
+            format!("Promoting {}", rollout.release),
+        ),
+        "active" => (
+            "card rollout rollout-active",
+            format!("{} promoted", rollout.release),
+        ),
+        "rolled-back" => (
+            "card rollout rollout-failed",
+            format!("{} rolled back", rollout.release),
+        ),
+        "cancelled" => (
+            "card rollout rollout-failed",
+            format!("Promotion of {} cancelled", rollout.release),
+        ),
+        _ => (
+            "card rollout rollout-failed",
+            format!("Promotion of {} failed", rollout.release),
+        ),
+    };
+    let reason = rollout
+        .reason
+        .clone()
+        .map(|r| view! { <p class="rollout-reason" data-testid="rollout-reason">{r}</p> });
+    let output = rollout.failed_output.clone().map(|o| {
+        view! {
+            <details open>
+                <summary>"Output of the process that failed"</summary>
+                <pre class="output" data-testid="failed-output">{o}</pre>
+            </details>
+        }
+    });
+    let cancel_form = rollout.running.then(|| {
+        view! {
+            <ActionForm action=cancel>
+                <input type="hidden" name="app" value=app.clone() />
+                <button type="submit" class="button button-secondary">"Cancel rollout"</button>
+            </ActionForm>
+        }
+    });
+    view! {
+        <section class=class aria-labelledby="rollout-title" data-testid="rollout" data-state=rollout.state.clone()>
+            <div class="card-header">
+                <h2 id="rollout-title">{title}</h2>
+                {cancel_form}
+            </div>
+            <p class="muted small">{format!("Promotion {} by {}", rollout.id, rollout.actor)}</p>
+            {reason}
+            <ol class="steps" aria-live="polite">
+                {rollout.events.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}
+            </ol>
+            {output}
+        </section>
     }
 }
 
