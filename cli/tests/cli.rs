@@ -236,8 +236,10 @@ async fn env_from_arguments_and_stdin_and_a_failed_promote() {
         .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr
-            .contains("rollback: web.1 exited with exit status 3"),
+        out.stderr.contains("rollback: web.")
+            && out
+                .stderr
+                .contains("exited with exit status 3 before it was healthy"),
         "{out:?}"
     );
     assert!(

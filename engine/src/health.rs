@@ -17,6 +17,8 @@ pub enum Unhealthy {
 /// First poll interval while waiting for a process to come up; it doubles up to the cap.
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(50);
+/// How much of a health check's answer is read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How long a process without a port must stay up to count as started.
 pub const WORKER_MIN_READY: Duration = Duration::from_secs(1);
 
@@ -33,18 +35,25 @@ pub async fn check_http(addr: SocketAddr, path: &str, timeout: Duration) -> Resu
             .write_all(request.as_bytes())
             .await
             .map_err(|e| format!("send: {e}"))?;
-        let mut head = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
+        // Read the head and a Content-Length body (bounded) before closing: closing early would
+        // cut the app off mid-write, which many servers log as an error.
+        let mut answer = Vec::with_capacity(512);
+        let mut chunk = [0u8; 4096];
+        loop {
             let read = stream
-                .read(&mut head[n..])
+                .read(&mut chunk)
                 .await
                 .map_err(|e| format!("read: {e}"))?;
             if read == 0 {
                 break;
             }
-            n += read;
+            answer.extend_from_slice(&chunk[..read]);
+            if answer.len() >= MAX_ANSWER_BYTES || complete(&answer) {
+                break;
+            }
         }
+        let head = &answer[..answer.len().min(64)];
+        let n = head.len();
         let line = String::from_utf8_lossy(&head[..n]);
         let status: u16 = line
             .strip_prefix("HTTP/1.")
@@ -63,6 +72,23 @@ pub async fn check_http(addr: SocketAddr, path: &str, timeout: Duration) -> Resu
             "{path} did not answer within {} ms",
             timeout.as_millis()
         )),
+    }
+}
+
+/// Whether `answer` holds a whole HTTP response head and its Content-Length body (or a head
+/// without one).
+fn complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(len) => answer.len() >= end + 4 + len,
+        None => true,
     }
 }
 
@@ -169,6 +195,16 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err, Unhealthy::Exited("exit status 1".into()));
+    }
+
+    #[test]
+    fn complete_answers() {
+        assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok"));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+        ));
+        assert!(complete(b"HTTP/1.1 500 Oops\r\n\r\n"));
     }
 
     #[tokio::test]

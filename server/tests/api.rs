@@ -407,6 +407,22 @@ async fn builds_releases_promote_and_rollback() {
     assert_eq!(detail["promotion"]["state"], "active", "{detail}");
     assert_eq!(detail["promotion"]["release"], json!(r3));
 
+    // the output of the running processes of the active release
+    let (status, body) = app.api_get("/apps/hello/processes?lines=20").await;
+    assert_eq!(status, 200, "{body}");
+    let processes = body["processes"].as_array().expect("processes");
+    let mut names: Vec<&str> = processes
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["web.1", "web.2"], "{body}");
+    for p in processes {
+        let output = p["output"].as_str().expect("output");
+        assert!(output.contains(&format!("as release {r3}")), "{output}");
+    }
+    assert_eq!(app.api_get("/apps/nope/processes").await.0, 404);
+
     // roll back to r1: a new release like it, promoted
     let rollback = format!("/apps/hello/releases/{r1}/rollback");
     let (status, body) = app.api_post(&rollback, json!({ "timeout": 120 })).await;

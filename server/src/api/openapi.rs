@@ -167,6 +167,12 @@ pub fn document() -> Value {
                     vec![app(), query_param("release", "string", "Only this release's"), query_param("limit", "integer", "At most this many")],
                     None, "200", ok("Promotions", json!({"type": "object", "properties": {"promotions": {"type": "array", "items": schema("Promotion")}}})))
             },
+            format!("{p}/apps/{{app}}/processes"): {
+                "get": op("The running processes of the active release, with the last lines of their output",
+                    vec![app(), query_param("lines", "integer", "Lines of output per process (default 100)")],
+                    None, "200", ok("Processes", json!({"type": "object", "properties": {"processes": {"type": "array", "items": {
+                        "type": "object", "properties": {"name": {"type": "string"}, "output": {"type": "string"}}}}}})))
+            },
             format!("{p}/apps/{{app}}/events"): {
                 "get": op("Live events of the app (server-sent events; event = type, data = JSON)",
                     vec![app()], None, "200",

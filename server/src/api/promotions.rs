@@ -1,4 +1,5 @@
-//! `/promotions/{id}` (with its event log) and `/apps/{app}/promotions`.
+//! `/promotions/{id}` (with its event log), `/apps/{app}/promotions`, and the output of the
+//! running processes, `/apps/{app}/processes`.
 
 use axum::{extract::State, Json};
 use engine::{PromotionId, ReleaseId};
@@ -11,6 +12,7 @@ pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
         ApiRoute::get("/promotions/{id}", show),
         ApiRoute::get("/apps/{app}/promotions", list),
+        ApiRoute::get("/apps/{app}/processes", processes),
     ]
 }
 
@@ -39,4 +41,25 @@ async fn list(
         .list_promotions(&app, release.as_ref(), q.limit.unwrap_or(50))
         .await?;
     Ok(Json(json!({ "promotions": to_json(&promotions)? })))
+}
+
+#[derive(Deserialize)]
+struct ProcessesQuery {
+    lines: Option<usize>,
+}
+
+async fn processes(
+    State(engine): State<engine::Engine>,
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ProcessesQuery>,
+) -> ApiResult<Json<Value>> {
+    let app = app_name(&app)?;
+    engine.app(&app).await?;
+    let lines = q.lines.unwrap_or(100).clamp(1, 500);
+    let processes: Vec<Value> = engine
+        .process_output(&app, lines)
+        .into_iter()
+        .map(|(name, output)| json!({ "name": name, "output": output }))
+        .collect();
+    Ok(Json(json!({ "processes": processes })))
 }
