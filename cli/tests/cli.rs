@@ -1,6 +1,5 @@
 //! The `slipway` binary against a real server (port 0, fresh SQLite file), as a user runs it.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -21,7 +20,10 @@ impl Server {
             router_listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data.path().join("data"),
             database_url: None,
-            examples_dir: example_dir().parent().unwrap().to_path_buf(),
+            examples_dir: engine::testing::example_dir()
+                .parent()
+                .unwrap()
+                .to_path_buf(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());
@@ -94,18 +96,9 @@ struct Output {
     stderr: String,
 }
 
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
-}
-
 /// A copy of the example app (its manifest with a short health grace).
 fn example_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["app.py", "slipway.yml"] {
-        let text = std::fs::read_to_string(example_dir().join(name)).unwrap();
-        std::fs::write(dir.path().join(name), text.replace("grace: 10", "grace: 2")).unwrap();
-    }
-    dir
+    engine::testing::example_copy(|s| s.replace("grace: 10", "grace: 2"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,20 +247,7 @@ async fn build_description_from_a_clean_git_work_tree() {
     let s = Server::start().await;
     s.ok(&["apps", "create", "hello"]).await;
     let src = example_copy();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(src.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    git(&["init", "-q"]);
-    git(&["add", "."]);
-    git(&["commit", "-qm", "Say hello"]);
-    let sha = git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let sha = engine::testing::git_commit_all(src.path(), "Say hello");
     s.ok(&["-a", "hello", "build", src.path().to_str().unwrap()])
         .await;
     let out = s.ok(&["-a", "hello", "releases", "--json"]).await;

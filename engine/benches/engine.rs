@@ -7,7 +7,6 @@
 //!    (goal: ≤ 20 ms), and the first page of the Releases list.
 
 use engine::*;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,9 +14,7 @@ const ROUNDS: usize = 15;
 const SEED_RELEASES: usize = 10_000;
 const SAMPLES: usize = 200;
 
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
-}
+use engine::testing::example_dir as example;
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -77,14 +74,7 @@ async fn main() {
     let actor = Actor::new("bench");
 
     // ---- 1. promote → active, one process ----
-    let src = tempfile::tempdir().unwrap();
-    std::fs::copy(example().join("app.py"), src.path().join("app.py")).unwrap();
-    let manifest = std::fs::read_to_string(example().join("slipway.yml")).unwrap();
-    std::fs::write(
-        src.path().join("slipway.yml"),
-        manifest.replace("scale: 2", "scale: 1"),
-    )
-    .unwrap();
+    let src = engine::testing::example_copy(|m| m.replace("scale: 2", "scale: 1"));
     let app = AppName::parse("bench").unwrap();
     engine.create_app(&app, &actor).await.unwrap();
     engine

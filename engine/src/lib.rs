@@ -20,6 +20,7 @@ mod rollout;
 pub mod router;
 pub mod runtime;
 pub mod store;
+pub mod testing;
 pub mod time;
 
 pub use artifacts::BuildSource;

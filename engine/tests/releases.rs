@@ -149,20 +149,7 @@ async fn releases_page_newest_first_by_keyset() {
 async fn git_work_tree_gives_the_build_description() {
     let t = TestEngine::new().await;
     let src = example_copy(unchanged);
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(src.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    git(&["init", "-q"]);
-    git(&["add", "."]);
-    git(&["commit", "-qm", "Add the hello app"]);
-    let sha = git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let sha = engine::testing::git_commit_all(src.path(), "Add the hello app");
     let (build, release) = t
         .engine
         .create_build(

@@ -5,23 +5,13 @@ mod common;
 use common::{TestApp, WAIT};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 const API: &str = "/api/v1";
 
 /// The example app's source as a `.tar.gz`, its manifest passed through `tweak`.
 fn example_archive(tweak: impl Fn(String) -> String) -> Vec<u8> {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
-    let dir = tempfile::tempdir().expect("temp dir");
-    for name in ["app.py", "slipway.yml"] {
-        let text = std::fs::read_to_string(example.join(name)).expect("example file");
-        let text = if name == "slipway.yml" {
-            tweak(text)
-        } else {
-            text
-        };
-        std::fs::write(dir.path().join(name), text).expect("write");
-    }
+    let dir = engine::testing::example_copy(tweak);
     engine::artifacts::pack_dir(dir.path()).expect("pack")
 }
 

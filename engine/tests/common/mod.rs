@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use engine::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Every wait in these tests is bounded by this.
@@ -146,24 +146,7 @@ pub fn url_for(engine: &Engine, path: &str) -> String {
     )
 }
 
-pub fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
-}
-
-/// A copy of the example app with its manifest passed through `tweak`.
-pub fn example_copy(tweak: impl Fn(String) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["app.py", "slipway.yml"] {
-        let text = std::fs::read_to_string(example_dir().join(name)).unwrap();
-        let text = if name == "slipway.yml" {
-            tweak(text)
-        } else {
-            text
-        };
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
+pub use engine::testing::example_copy;
 
 pub fn unchanged(s: String) -> String {
     s
