@@ -26,3 +26,24 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
         </div>
     }
 }
+
+/// The app's breadcrumb and tabs (Releases, Builds), with the current one marked.
+#[component]
+pub fn AppNav(app: String, current: &'static str) -> impl IntoView {
+    use leptos_router::components::A;
+    let tab = |name: &'static str, href: String| {
+        let current = (name == current).then_some("page");
+        view! { <a href=href class="tab" aria-current=current>{name}</a> }
+    };
+    view! {
+        <nav class="breadcrumbs" aria-label="Breadcrumb">
+            <A href="/">"Apps"</A>
+            <span aria-hidden="true">" / "</span>
+            <span>{app.clone()}</span>
+        </nav>
+        <nav class="tabs" aria-label="App">
+            {tab("Releases", format!("/apps/{app}/releases"))}
+            {tab("Builds", format!("/apps/{app}/builds"))}
+        </nav>
+    }
+}

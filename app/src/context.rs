@@ -37,3 +37,9 @@ pub fn console_context() -> Result<ConsoleContext, crate::AppError> {
 pub fn actor() -> engine::Actor {
     engine::Actor::new("console")
 }
+
+/// An app name from a URL; a name that cannot exist is a 404, like an unknown app.
+pub fn app_name(app: &str) -> Result<engine::AppName, crate::AppError> {
+    engine::AppName::parse(app)
+        .map_err(|_| crate::AppError::NotFound(format!("app {app}")).with_status())
+}

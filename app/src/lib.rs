@@ -72,6 +72,16 @@ pub fn App() -> impl IntoView {
                     // so it renders, and its forms work, without JavaScript.
                     <Route path=path!("") view=pages::apps::AppsPage ssr=SsrMode::Async />
                     <Route
+                        path=path!("apps/:app/releases/:id")
+                        view=pages::release::ReleasePage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=path!("apps/:app/builds")
+                        view=pages::builds::BuildsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
                         path=path!("apps/:app/releases")
                         view=pages::releases::ReleasesPage
                         ssr=SsrMode::Async

@@ -150,11 +150,51 @@ test("a promote whose processes fail health rolls back live, in every open tab, 
   expect(errors).toEqual([]);
 });
 
+test("release detail: the difference from the active release, its promotions, and Rollback to it", async ({ page }) => {
+  const errors = trackPageErrors(page);
+  await page.goto("/apps/hello/releases");
+  const rows = page.locator("tr[data-release]");
+  const statuses = await rows.evaluateAll((trs) =>
+    trs.map((tr) => [tr.getAttribute("data-release") ?? "", tr.querySelector(".status")?.textContent?.trim() ?? ""]),
+  );
+  const failed = statuses.find(([, status]) => status.startsWith("rolled back"))?.[0] as string;
+  const healthy = statuses.find(([, status]) => status === "")?.[0] as string;
+  expect(failed).toBeTruthy();
+  expect(healthy).toBeTruthy();
+
+  // The release that rolled back: what differs, and why its promotion failed.
+  await page.getByRole("link", { name: failed }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText(`Release ${failed}`);
+  await expect(page.getByTestId("diff")).toContainText("add:EXAMPLE_FAIL_HEALTH");
+  await expect(page.getByTestId("env")).toContainText("EXAMPLE_FAIL_HEALTH=****");
+  await expect(page.locator('details.promotion[data-state="rolled-back"]')).toHaveCount(1);
+  await page.locator('details.promotion[data-state="rolled-back"] summary').click();
+  await expect(page.getByTestId("promotions")).toContainText("/health answered 500");
+
+  // Rollback to a healthy older release: a new release like it, promoted.
+  await page.goto(`/apps/hello/releases/${healthy}`);
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Rollback to this release" }).click();
+  await expect(page.getByTestId("rollback-result")).toContainText("from this release and started promoting it");
+  await page.screenshot({ path: path.join(outputDir, "release-detail.png"), fullPage: true });
+  await page.goto("/apps/hello/releases");
+  const [newest] = await releaseIds(page);
+  await expect(page.locator(`tr[data-release="${newest}"]`)).toContainText(`rollback to ${healthy}`);
+  await waitForStatus(page, "hello", newest, "active");
+
+  // The Builds tab lists the builds with the releases they made.
+  await page.getByRole("link", { name: "Builds", exact: true }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Builds of hello");
+  await expect(page.locator("tr[data-build]")).toHaveCount(2);
+  await expect(page.getByTestId("builds")).toContainText("the example app");
+  expect(errors).toEqual([]);
+});
+
 test.describe("on a 375px wide screen", () => {
   test.use({ viewport: { width: 375, height: 740 } });
 
   test("nothing overflows horizontally", async ({ page }) => {
-    for (const url of ["/", "/apps/hello/releases"]) {
+    for (const url of ["/", "/apps/hello/releases", "/apps/hello/builds"]) {
       await page.goto(url);
       await waitForHydration(page);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

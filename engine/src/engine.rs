@@ -541,6 +541,27 @@ impl Engine {
             .await
     }
 
+    /// Every promotion of a release, newest first, each with its event log (two queries).
+    pub async fn release_promotions(
+        &self,
+        app: &AppName,
+        release: &ReleaseId,
+    ) -> Result<Vec<PromotionDetail>> {
+        let promotions = self
+            .inner
+            .store
+            .list_promotions(app, Some(release), 1000)
+            .await?;
+        let mut events = self.inner.store.release_events(release).await?;
+        Ok(promotions
+            .into_iter()
+            .map(|promotion| PromotionDetail {
+                events: events.remove(&promotion.id).unwrap_or_default(),
+                promotion,
+            })
+            .collect())
+    }
+
     /// Waits until the promotion has ended, at most `timeout`, and returns it as it is then.
     pub async fn wait_for_promotion(
         &self,

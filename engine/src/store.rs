@@ -690,6 +690,36 @@ impl Store {
             .collect()
     }
 
+    /// The event logs of every promotion of `release`, in one query, by promotion.
+    pub async fn release_events(
+        &self,
+        release: &ReleaseId,
+    ) -> Result<std::collections::HashMap<PromotionId, Vec<PromotionEvent>>> {
+        let rows = sqlx::query(
+            "SELECT e.promotion_id, e.seq, e.at, e.message FROM promotion_events e
+             JOIN promotions p ON p.id = e.promotion_id
+             WHERE p.release_id = ? ORDER BY e.promotion_id, e.seq",
+        )
+        .bind(release.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        let mut by_promotion: std::collections::HashMap<PromotionId, Vec<PromotionEvent>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            let id = parse_col(row, "promotion_id", PromotionId::parse)?;
+            by_promotion
+                .entry(id.clone())
+                .or_default()
+                .push(PromotionEvent {
+                    promotion: id,
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    message: row.try_get("message")?,
+                });
+        }
+        Ok(by_promotion)
+    }
+
     /// Promotions of one release (or of the whole app), newest first.
     pub async fn list_promotions(
         &self,

@@ -123,8 +123,7 @@ pub mod ssr {
 #[server(endpoint = "get_releases")]
 pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPage, AppError> {
     let ctx = crate::context::console_context()?;
-    let app = engine::AppName::parse(&app)
-        .map_err(|_| AppError::NotFound(format!("app {app}")).with_status())?;
+    let app = crate::context::app_name(&app)?;
     Ok(ssr::releases_page(&ctx.engine, &app, before).await?)
 }
 
@@ -132,8 +131,7 @@ pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPa
 #[server(endpoint = "cancel_rollout")]
 pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
     let ctx = crate::context::console_context()?;
-    let app = engine::AppName::parse(&app)
-        .map_err(|_| AppError::NotFound(format!("app {app}")).with_status())?;
+    let app = crate::context::app_name(&app)?;
     let p = ctx.engine.cancel(&app, &crate::context::actor()).await?;
     Ok(p.state.to_string())
 }
@@ -142,8 +140,7 @@ pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
 #[server(endpoint = "promote_release")]
 pub async fn promote_release(app: String, release: String) -> Result<String, AppError> {
     let ctx = crate::context::console_context()?;
-    let app = engine::AppName::parse(&app)
-        .map_err(|_| AppError::NotFound(format!("app {app}")).with_status())?;
+    let app = crate::context::app_name(&app)?;
     let release = engine::ReleaseId::parse(&release)?;
     let promotion = ctx
         .engine
@@ -187,11 +184,7 @@ pub fn ReleasesPage() -> impl IntoView {
 
     view! {
         <Title text=move || format!("{} releases", app()) />
-        <nav class="breadcrumbs" aria-label="Breadcrumb">
-            <A href="/">"Apps"</A>
-            <span aria-hidden="true">" / "</span>
-            <span aria-current="page">{app}</span>
-        </nav>
+        {move || view! { <crate::components::AppNav app=app() current="Releases" /> }}
         <div class="page-header">
             <h1>"Releases of " <code>{app}</code></h1>
         </div>
@@ -333,9 +326,11 @@ fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> i
                                 None => format!("created by {}", r.created_by),
                             };
                             let rid = r.id.clone();
+                            let href = format!("/apps/{app}/releases/{rid}");
+                            let id_text = r.id.clone();
                                 view! {
                                 <tr data-release=r.id.clone() class:active-row=r.active>
-                                    <td><code>{r.id.clone()}</code></td>
+                                    <td><A href=href><code>{id_text}</code></A></td>
                                     <td><span class=status_class>{r.status.clone()}</span></td>
                                     <td><code>{r.build.clone().unwrap_or_default()}</code></td>
                                     <td>

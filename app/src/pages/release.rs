@@ -1,0 +1,267 @@
+//! The Release detail page (`/apps/:app/releases/:id`): build, description, environment
+//! (masked), how it differs from the active release, every promotion of it with its steps,
+//! and Rollback to this release.
+
+use crate::{
+    components::{AppNav, ErrorList},
+    AppError,
+};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::{components::A, hooks::use_params_map};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionView {
+    pub id: String,
+    pub state: String,
+    pub actor: String,
+    pub started_exact: String,
+    pub reason: Option<String>,
+    pub failed_output: Option<String>,
+    pub events: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseDetail {
+    pub app: String,
+    pub id: String,
+    pub active: bool,
+    pub build: Option<String>,
+    pub description: String,
+    pub created_ago: String,
+    pub created_exact: String,
+    pub created_by: String,
+    pub rollback_of: Option<String>,
+    /// Keys only: values stay masked.
+    pub env_keys: Vec<String>,
+    /// The active release, and what differs from it: build, and env keys in Convox's words.
+    pub active_release: Option<String>,
+    pub build_differs: bool,
+    pub env_diff: Vec<String>,
+    pub promotions: Vec<PromotionView>,
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::{PromotionView, ReleaseDetail};
+    use engine::{time, AppName, Engine, ReleaseId};
+
+    pub async fn detail(
+        engine: &Engine,
+        app: &AppName,
+        id: &ReleaseId,
+    ) -> Result<ReleaseDetail, engine::Error> {
+        let release = engine.release(app, id).await?;
+        let active_id = engine.app(app).await?.active_release;
+        let active = match &active_id {
+            Some(a) if a != id => Some(engine.release(app, a).await?),
+            _ => None,
+        };
+        let diff = active.as_ref().map(|a| a.env.diff(&release.env));
+        let env_diff = diff
+            .map(|d| {
+                let mut out = Vec::new();
+                out.extend(d.added.iter().map(|k| format!("add:{k}")));
+                out.extend(d.changed.iter().map(|k| format!("change:{k}")));
+                out.extend(d.removed.iter().map(|k| format!("remove:{k}")));
+                out
+            })
+            .unwrap_or_default();
+        let promotions = engine
+            .release_promotions(app, id)
+            .await?
+            .into_iter()
+            .map(|d| PromotionView {
+                id: d.promotion.id.to_string(),
+                state: d.promotion.state.to_string(),
+                actor: d.promotion.actor,
+                started_exact: time::exact(d.promotion.started_at),
+                reason: d.promotion.reason,
+                failed_output: d.promotion.failed_output,
+                events: d.events.into_iter().map(|e| e.message).collect(),
+            })
+            .collect();
+        Ok(ReleaseDetail {
+            app: app.to_string(),
+            id: release.id.to_string(),
+            active: active_id.as_ref() == Some(id),
+            build: release.build.as_ref().map(|b| b.to_string()),
+            description: release.description.clone(),
+            created_ago: time::ago(release.created_at, engine::now_ms()),
+            created_exact: time::exact(release.created_at),
+            created_by: release.created_by.clone(),
+            rollback_of: release.rollback_of.as_ref().map(|r| r.to_string()),
+            env_keys: release.env.iter().map(|(k, _)| k.to_string()).collect(),
+            active_release: active.as_ref().map(|a| a.id.to_string()),
+            build_differs: active.as_ref().is_some_and(|a| a.build != release.build),
+            env_diff,
+            promotions,
+        })
+    }
+}
+
+#[server(endpoint = "get_release")]
+pub async fn get_release(app: String, id: String) -> Result<ReleaseDetail, AppError> {
+    let ctx = crate::context::console_context()?;
+    let app = crate::context::app_name(&app)?;
+    let id = engine::ReleaseId::parse(&id)
+        .map_err(|_| AppError::NotFound(format!("release {id}")).with_status())?;
+    Ok(ssr::detail(&ctx.engine, &app, &id).await?)
+}
+
+/// Creates a new release with this release's build and environment and promotes it.
+#[server(endpoint = "rollback_release")]
+pub async fn rollback_release(app: String, release: String) -> Result<String, AppError> {
+    let ctx = crate::context::console_context()?;
+    let app = crate::context::app_name(&app)?;
+    let release = engine::ReleaseId::parse(&release)?;
+    let (new, _) = ctx
+        .engine
+        .rollback(
+            &app,
+            &release,
+            &engine::PromoteOptions::default(),
+            &crate::context::actor(),
+        )
+        .await?;
+    Ok(new.id.to_string())
+}
+
+#[component]
+pub fn ReleasePage() -> impl IntoView {
+    let params = use_params_map();
+    let app = move || params.read().get("app").unwrap_or_default();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let rollback = ServerAction::<RollbackRelease>::new();
+    let live = crate::live::use_app_events(app);
+    let detail = Resource::new(
+        move || (app(), id(), rollback.version().get(), live.get()),
+        |(app, id, ..)| get_release(app, id),
+    );
+    view! {
+        <Title text=move || format!("{} · {}", id(), app()) />
+        {move || view! { <AppNav app=app() current="Releases" /> }}
+        <div class="page-header">
+            <h1>"Release " <code>{id}</code></h1>
+        </div>
+        {move || {
+            rollback.value().get().map(|result| match result {
+                Ok(new) => view! {
+                    <p class="notice notice-success" role="status" data-testid="rollback-result">
+                        "Created " <code>{new.clone()}</code> " from this release and started promoting it: "
+                        <A href=format!("/apps/{}/releases", app())>"follow it on the Releases tab"</A> "."
+                    </p>
+                }.into_any(),
+                Err(e) => view! { <p class="notice notice-error" role="alert" data-testid="rollback-result">{e.to_string()}</p> }.into_any(),
+            })
+        }}
+        <Transition fallback=|| view! { <p class="muted">"Loading the release…"</p> }>
+            <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
+                {move || Suspend::new(async move {
+                    detail.await.map(|detail| view! { <ReleaseView detail rollback /> })
+                })}
+            </ErrorBoundary>
+        </Transition>
+    }
+}
+
+#[component]
+fn ReleaseView(detail: ReleaseDetail, rollback: ServerAction<RollbackRelease>) -> impl IntoView {
+    let rollback_form = (!detail.active && detail.build.is_some()).then(|| {
+        let (app, id) = (detail.app.clone(), detail.id.clone());
+        view! {
+            <ActionForm action=rollback>
+                <input type="hidden" name="app" value=app />
+                <input type="hidden" name="release" value=id />
+                <button type="submit" class="button">"Rollback to this release"</button>
+            </ActionForm>
+        }
+    });
+    let diff = detail.active_release.clone().map(|active| {
+        let build = detail
+            .build_differs
+            .then(|| view! { <li>"build differs"</li> });
+        let keys = detail.env_diff.clone();
+        let same = (!detail.build_differs && keys.is_empty())
+            .then(|| view! { <li>"nothing: same build and environment"</li> });
+        view! {
+            <section class="card" aria-labelledby="diff-title" data-testid="diff">
+                <h2 id="diff-title">"Compared with the active release " <code>{active}</code></h2>
+                <ul class="diff">
+                    {build}
+                    {keys.into_iter().map(|k| view! { <li><code>{k}</code></li> }).collect_view()}
+                    {same}
+                </ul>
+            </section>
+        }
+    });
+    let env = if detail.env_keys.is_empty() {
+        view! { <p class="muted">"No variables."</p> }.into_any()
+    } else {
+        view! {
+            <ul class="env-list" data-testid="env">
+                {detail.env_keys.iter().map(|k| view! { <li><code>{format!("{k}=****")}</code></li> }).collect_view()}
+            </ul>
+        }
+        .into_any()
+    };
+    let promotions = if detail.promotions.is_empty() {
+        view! { <p class="muted">"Never promoted."</p> }.into_any()
+    } else {
+        detail
+            .promotions
+            .iter()
+            .cloned()
+            .map(|p| {
+                let reason = p.reason.map(|r| view! { <p class="rollout-reason">{r}</p> });
+                let output = p.failed_output.map(|o| view! { <pre class="output">{o}</pre> });
+                let state = p.state.clone();
+                view! {
+                    <details class="promotion" data-state=state>
+                        <summary>
+                            <code>{p.id}</code> " " <strong>{p.state}</strong>
+                            {format!(" — by {}, {}", p.actor, p.started_exact)}
+                        </summary>
+                        {reason}
+                        <ol class="steps">{p.events.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}</ol>
+                        {output}
+                    </details>
+                }
+            })
+            .collect_view()
+            .into_any()
+    };
+    let rollback_of = detail.rollback_of.clone().map(|r| {
+        let href = format!("/apps/{}/releases/{r}", detail.app);
+        view! { <div><dt>"Rollback of"</dt><dd><A href=href><code>{r}</code></A></dd></div> }
+    });
+    view! {
+        <section class="card" aria-labelledby="facts-title">
+            <div class="card-header">
+                <h2 id="facts-title">
+                    {if detail.active { "Active release" } else { "Not active" }}
+                </h2>
+                {rollback_form}
+            </div>
+            <dl class="facts">
+                <div><dt>"Build"</dt><dd><code>{detail.build.clone().unwrap_or_else(|| "none".into())}</code></dd></div>
+                <div><dt>"Description"</dt><dd>{detail.description.clone()}</dd></div>
+                <div>
+                    <dt>"Created"</dt>
+                    <dd title=detail.created_exact.clone()>{format!("{} by {}", detail.created_ago, detail.created_by)}</dd>
+                </div>
+                {rollback_of}
+            </dl>
+        </section>
+        {diff}
+        <section class="card" aria-labelledby="env-title">
+            <h2 id="env-title">"Environment"</h2>
+            {env}
+        </section>
+        <section class="card" aria-labelledby="promotions-title" data-testid="promotions">
+            <h2 id="promotions-title">"Promotions"</h2>
+            {promotions}
+        </section>
+    }
+}
