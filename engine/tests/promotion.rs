@@ -335,17 +335,7 @@ async fn bad_input_is_refused_with_nothing_written() {
     );
     // A bad manifest is a clear error and no build or release is created.
     let src = example_copy(|s| s.replace("port: 8000", "port: 99999"));
-    let err = t
-        .engine
-        .create_build(
-            &t.app,
-            BuildSource::Directory(src.path().into()),
-            None,
-            None,
-            &t.actor,
-        )
-        .await
-        .unwrap_err();
+    let err = t.build_dir(src.path()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unprocessable);
     assert!(
         err.to_string().contains("services.web.port: 99999"),

@@ -150,17 +150,7 @@ async fn git_work_tree_gives_the_build_description() {
     let t = TestEngine::new().await;
     let src = example_copy(unchanged);
     let sha = engine::testing::git_commit_all(src.path(), "Add the hello app");
-    let (build, release) = t
-        .engine
-        .create_build(
-            &t.app,
-            BuildSource::Directory(src.path().into()),
-            None,
-            None,
-            &t.actor,
-        )
-        .await
-        .unwrap();
+    let (build, release) = t.build_dir(src.path()).await.unwrap();
     assert_eq!(
         build.description,
         format!("build {} Add the hello app", &sha[..10])
@@ -170,17 +160,7 @@ async fn git_work_tree_gives_the_build_description() {
 
     // A dirty work tree gives no description of its own.
     std::fs::write(src.path().join("app.py"), "changed").unwrap();
-    let (build, _) = t
-        .engine
-        .create_build(
-            &t.app,
-            BuildSource::Directory(src.path().into()),
-            None,
-            None,
-            &t.actor,
-        )
-        .await
-        .unwrap();
+    let (build, _) = t.build_dir(src.path()).await.unwrap();
     assert_eq!(build.description, "");
 }
 

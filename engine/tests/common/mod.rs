@@ -63,6 +63,19 @@ impl TestEngine {
         release
     }
 
+    /// Builds `dir` with no description of its own.
+    pub async fn build_dir(&self, dir: &Path) -> engine::Result<(Build, Release)> {
+        self.engine
+            .create_build(
+                &self.app,
+                BuildSource::Directory(dir.into()),
+                None,
+                None,
+                &self.actor,
+            )
+            .await
+    }
+
     /// Builds the example app and promotes it; the release is active when this returns.
     pub async fn deploy(&self, tweak: impl Fn(String) -> String) -> Release {
         let release = self.build(tweak).await;
