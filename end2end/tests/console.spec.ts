@@ -18,9 +18,18 @@ async function waitForHydration(page: Page) {
   await expect(page.locator('main[data-hydrated="true"]')).toBeAttached({ timeout: 20_000 });
 }
 
-/** The release IDs on the Releases page, newest first. */
+/** The release IDs on the Releases page, newest first (once the table is there). */
 async function releaseIds(page: Page): Promise<string[]> {
+  await expect(page.locator("tr[data-release]").first()).toBeVisible();
   return page.locator("tr[data-release]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-release") ?? ""));
+}
+
+/** Opens the release's Promote confirmation, checks what it says will change, and confirms. */
+async function promote(page: Page, release: string, change: string | RegExp) {
+  const row = page.locator(`tr[data-release="${release}"]`);
+  await row.locator("summary").click();
+  await expect(row.locator(".confirm-body")).toContainText(change);
+  await row.getByRole("button", { name: `Promote ${release}` }).click();
 }
 
 /** Reloads the Releases page until `release` shows `status` (bounded by the expect timeout). */
@@ -90,9 +99,8 @@ test("promote an older release and watch it become active", async ({ page }) => 
   await waitForStatus(page, "hello", newest, "active");
   await waitForHydration(page);
 
-  const promote = page.getByRole("button", { name: `Promote ${older}` });
-  await expect(page.getByRole("button", { name: `Promote ${newest}` })).toHaveCount(0);
-  await promote.click();
+  await expect(page.locator(`tr[data-release="${newest}"] summary`)).toHaveCount(0);
+  await promote(page, older, /build B[A-Z]{10} → B[A-Z]{10}/);
   await expect(page.getByTestId("promote-result")).toContainText(/Promotion P[A-Z]{10} started/);
   await waitForStatus(page, "hello", older, "active");
   await expect(page.locator(`tr[data-release="${newest}"] .status`)).toHaveText("");
@@ -113,7 +121,7 @@ test("the Promote form works without JavaScript", async ({ browser }) => {
       ids.map(async (id) => ((await page.locator(`tr[data-release="${id}"] .status`).textContent())?.trim() === "active" ? null : id)),
     )
   ).find((id) => id !== null) as string;
-  await page.getByRole("button", { name: `Promote ${target}` }).click();
+  await promote(page, target, /build B[A-Z]{10} → B[A-Z]{10}/);
   // A plain form post, redirected back to the Releases page.
   await expect(page).toHaveURL(/\/apps\/hello\/releases/);
   await waitForStatus(page, "hello", target, "active");
@@ -133,7 +141,7 @@ test("a promote whose processes fail health rolls back live, in every open tab, 
   await other.goto("/apps/hello/releases");
   await waitForHydration(other);
 
-  await page.getByRole("button", { name: `Promote ${bad}` }).click();
+  await promote(page, bad, "add:EXAMPLE_FAIL_HEALTH");
   // No reload from here on: the pages follow the engine's events.
   for (const p of [page, other]) {
     await expect(p.getByTestId("rollout")).toHaveAttribute("data-state", "running", { timeout: 10_000 });

@@ -68,6 +68,36 @@ pub struct Release {
     pub created_by: String,
 }
 
+impl Release {
+    /// What promoting `self` would change compared with `active`, in words for people:
+    /// `build B… → B…`, then the environment's keys as `add:K`, `change:K`, `remove:K`
+    /// (never values). Empty when nothing differs.
+    pub fn changes_from(&self, active: &Release) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.build != active.build {
+            let name = |b: &Option<BuildId>| {
+                b.as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "none".into())
+            };
+            out.push(format!(
+                "build {} → {}",
+                name(&active.build),
+                name(&self.build)
+            ));
+        }
+        let diff = active.env.diff(&self.env);
+        for (word, keys) in [
+            ("add", &diff.added),
+            ("change", &diff.changed),
+            ("remove", &diff.removed),
+        ] {
+            out.extend(keys.iter().map(|k| format!("{word}:{k}")));
+        }
+        out
+    }
+}
+
 /// A release as the Releases list shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseListItem {

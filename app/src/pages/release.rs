@@ -35,10 +35,9 @@ pub struct ReleaseDetail {
     pub rollback_of: Option<String>,
     /// Keys only: values stay masked.
     pub env_keys: Vec<String>,
-    /// The active release, and what differs from it: build, and env keys in Convox's words.
+    /// The active release, and what promoting this one would change (build, env keys).
     pub active_release: Option<String>,
-    pub build_differs: bool,
-    pub env_diff: Vec<String>,
+    pub changes: Vec<String>,
     pub promotions: Vec<PromotionView>,
 }
 
@@ -58,15 +57,9 @@ pub mod ssr {
             Some(a) if a != id => Some(engine.release(app, a).await?),
             _ => None,
         };
-        let diff = active.as_ref().map(|a| a.env.diff(&release.env));
-        let env_diff = diff
-            .map(|d| {
-                let mut out = Vec::new();
-                out.extend(d.added.iter().map(|k| format!("add:{k}")));
-                out.extend(d.changed.iter().map(|k| format!("change:{k}")));
-                out.extend(d.removed.iter().map(|k| format!("remove:{k}")));
-                out
-            })
+        let changes = active
+            .as_ref()
+            .map(|a| release.changes_from(a))
             .unwrap_or_default();
         let promotions = engine
             .release_promotions(app, id)
@@ -94,8 +87,7 @@ pub mod ssr {
             rollback_of: release.rollback_of.as_ref().map(|r| r.to_string()),
             env_keys: release.env.iter().map(|(k, _)| k.to_string()).collect(),
             active_release: active.as_ref().map(|a| a.id.to_string()),
-            build_differs: active.as_ref().is_some_and(|a| a.build != release.build),
-            env_diff,
+            changes,
             promotions,
         })
     }
@@ -179,18 +171,15 @@ fn ReleaseView(detail: ReleaseDetail, rollback: ServerAction<RollbackRelease>) -
         }
     });
     let diff = detail.active_release.clone().map(|active| {
-        let build = detail
-            .build_differs
-            .then(|| view! { <li>"build differs"</li> });
-        let keys = detail.env_diff.clone();
-        let same = (!detail.build_differs && keys.is_empty())
+        let changes = detail.changes.clone();
+        let same = changes
+            .is_empty()
             .then(|| view! { <li>"nothing: same build and environment"</li> });
         view! {
             <section class="card" aria-labelledby="diff-title" data-testid="diff">
                 <h2 id="diff-title">"Compared with the active release " <code>{active}</code></h2>
                 <ul class="diff">
-                    {build}
-                    {keys.into_iter().map(|k| view! { <li><code>{k}</code></li> }).collect_view()}
+                    {changes.into_iter().map(|k| view! { <li><code>{k}</code></li> }).collect_view()}
                     {same}
                 </ul>
             </section>

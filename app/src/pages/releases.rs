@@ -26,6 +26,8 @@ pub struct ReleaseRow {
     pub created_by: String,
     pub promoted_by: Option<String>,
     pub description: String,
+    /// What promoting it would change compared with the active release.
+    pub changes: Vec<String>,
 }
 
 /// The app's newest promotion, with its steps: what the rollout panel shows.
@@ -64,6 +66,10 @@ pub mod ssr {
         before: Option<i64>,
     ) -> Result<ReleasesPage, engine::Error> {
         let items = engine.list_releases(app, before, PAGE_SIZE + 1).await?;
+        let active = match engine.app(app).await?.active_release {
+            Some(id) => Some(engine.release(app, &id).await?),
+            None => None,
+        };
         let now = engine::now_ms();
         let more = items.len() > PAGE_SIZE as usize;
         let rows: Vec<ReleaseRow> = items
@@ -83,6 +89,10 @@ pub mod ssr {
                 created_by: i.release.created_by.clone(),
                 promoted_by: i.promoted_by.clone(),
                 description: i.release.description.clone(),
+                changes: active
+                    .as_ref()
+                    .map(|a| i.release.changes_from(a))
+                    .unwrap_or_default(),
             })
             .collect();
         let next_before = if more {
@@ -278,6 +288,44 @@ fn RolloutPanel(
     }
 }
 
+/// Promote with a confirmation that says what will change. Native `<details>`, so it works
+/// without JavaScript too.
+#[component]
+fn PromoteConfirm(
+    app: String,
+    release: String,
+    changes: Vec<String>,
+    promote: ServerAction<PromoteRelease>,
+) -> impl IntoView {
+    let changes = if changes.is_empty() {
+        view! { <li>"nothing: same build and environment"</li> }.into_any()
+    } else {
+        changes
+            .into_iter()
+            .map(|c| view! { <li><code>{c}</code></li> })
+            .collect_view()
+            .into_any()
+    };
+    let label = format!("Promote {release}");
+    view! {
+        <details class="confirm">
+            <summary class="button">"Promote…"</summary>
+            <div class="confirm-body">
+                <p>"Compared with the active release:"</p>
+                <ul>{changes}</ul>
+                <ActionForm action=promote>
+                    <input type="hidden" name="app" value=app />
+                    <input type="hidden" name="release" value=release />
+                    <button type="submit" class="button button-primary" aria-label=label.clone()>
+                        {label.clone()}
+                    </button>
+                </ActionForm>
+            </div>
+        </details>
+    }
+    .into_any()
+}
+
 #[component]
 fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> impl IntoView {
     if page.rows.is_empty() {
@@ -341,14 +389,7 @@ fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> i
                                     <td>{r.description.clone()}</td>
                                     <td>
                                         {can_promote.then(move || view! {
-                                            <ActionForm action=promote>
-                                                <input type="hidden" name="app" value=app.clone() />
-                                                <input type="hidden" name="release" value=rid.clone() />
-                                                <button type="submit" class="button"
-                                                    aria-label=format!("Promote {rid}")>
-                                                    "Promote"
-                                                </button>
-                                            </ActionForm>
+                                            <PromoteConfirm app=app.clone() release=rid.clone() changes=r.changes.clone() promote />
                                         })}
                                     </td>
                                 </tr>
