@@ -541,6 +541,11 @@ impl Engine {
             .await
     }
 
+    /// A promotion's event log, oldest first.
+    pub async fn promotion_events(&self, id: &PromotionId) -> Result<Vec<PromotionEvent>> {
+        self.inner.store.promotion_events(id).await
+    }
+
     /// Every promotion of a release, newest first, each with its event log (two queries).
     pub async fn release_promotions(
         &self,

@@ -504,8 +504,13 @@ impl Store {
         actor: &Actor,
         deadline: Duration,
     ) -> Result<Promotion> {
-        let app_row = self.app(app).await?;
-        let app_id = self.app_id(app).await?;
+        let row = sqlx::query("SELECT id, active_release_id FROM apps WHERE name = ?")
+            .bind(app.as_str())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| Error::not_found("app", app))?;
+        let app_id: i64 = row.try_get("id")?;
+        let previous_release = parse_opt(&row, "active_release_id", ReleaseId::parse)?;
         let id = PromotionId::generate();
         let now = now_ms();
         let res = sqlx::query(
@@ -541,7 +546,7 @@ impl Store {
             id,
             app: app.clone(),
             release: release.clone(),
-            previous_release: app_row.active_release,
+            previous_release,
             actor: actor.to_string(),
             state: PromotionState::Running,
             reason: None,

@@ -107,7 +107,7 @@ pub mod ssr {
             .next()
         {
             Some(p) => {
-                let detail = engine.promotion(&p.id).await?;
+                let events = engine.promotion_events(&p.id).await?;
                 Some(RolloutView {
                     id: p.id.to_string(),
                     release: p.release.to_string(),
@@ -116,7 +116,7 @@ pub mod ssr {
                     actor: p.actor,
                     reason: p.reason,
                     failed_output: p.failed_output,
-                    events: detail.events.into_iter().map(|e| e.message).collect(),
+                    events: events.into_iter().map(|e| e.message).collect(),
                 })
             }
             None => None,
