@@ -118,6 +118,15 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// A promote of a release without a build (an app with only environment changes so far).
+fn no_build_error(release: Option<&ReleaseId>) -> Error {
+    let what = match release {
+        Some(id) => format!("{id} has no build to run"),
+        None => "there is no build to run".into(),
+    };
+    Error::invalid("release", format!("{what}; create a build first"))
+}
+
 fn check_description(d: &str) -> Result<String> {
     let d = d.trim();
     if d.len() > MAX_DESCRIPTION {
@@ -324,11 +333,47 @@ impl Engine {
         description: Option<&str>,
         actor: &Actor,
     ) -> Result<Release> {
+        let (release, _) = self
+            .change_env_inner(app, change, base, description, None, actor)
+            .await?;
+        Ok(release)
+    }
+
+    /// [`Engine::change_env`] and [`Engine::promote`] as one step: the release and its running
+    /// promotion are written in one transaction, so a refused promote (another rollout runs,
+    /// the newest release has no build) leaves no release behind.
+    pub async fn change_env_and_promote(
+        &self,
+        app: &AppName,
+        change: &EnvChange,
+        base: Option<&ReleaseId>,
+        description: Option<&str>,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Promotion)> {
+        let deadline = self.check_promote(options)?;
+        let (release, promotion) = self
+            .change_env_inner(app, change, base, description, Some(deadline), actor)
+            .await?;
+        let promotion = promotion.ok_or_else(|| Error::Internal("no promotion recorded".into()))?;
+        rollout::spawn(&self.inner, promotion.clone(), release.clone(), deadline);
+        Ok((release, promotion))
+    }
+
+    async fn change_env_inner(
+        &self,
+        app: &AppName,
+        change: &EnvChange,
+        base: Option<&ReleaseId>,
+        description: Option<&str>,
+        promote: Option<Duration>,
+        actor: &Actor,
+    ) -> Result<(Release, Option<Promotion>)> {
         let description = description.map(check_description).transpose()?;
-        let release = self
+        let (release, promotion) = self
             .inner
             .store
-            .insert_release_from_newest(app, base, |newest| {
+            .insert_release_from_newest(app, base, promote.map(|d| (actor, d)), |newest| {
                 let old = newest.map(|r| r.env.clone()).unwrap_or_default();
                 let new = old.apply(change)?;
                 let diff = old.diff(&new);
@@ -338,23 +383,21 @@ impl Engine {
                         "nothing to change: the environment is already like that",
                     ));
                 }
+                let build = newest.and_then(|r| r.build.clone());
+                if promote.is_some() && build.is_none() {
+                    return Err(no_build_error(newest.map(|r| &r.id)));
+                }
                 let description = description
                     .filter(|d| !d.is_empty())
                     .unwrap_or_else(|| diff.description());
-                Ok((
-                    newest.and_then(|r| r.build.clone()),
-                    new,
-                    description,
-                    None,
-                    actor.clone(),
-                ))
+                Ok((build, new, description, None, actor.clone()))
             })
             .await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
             app: app.clone(),
             release: release.id.clone(),
         });
-        Ok(release)
+        Ok((release, promotion))
     }
 
     /// What would change, per key, if `env` replaced the newest release's environment.
@@ -378,6 +421,22 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<Promotion> {
+        let deadline = self.check_promote(options)?;
+        let release = self.inner.store.release(app, release).await?;
+        if release.build.is_none() {
+            return Err(no_build_error(Some(&release.id)));
+        }
+        let promotion = self
+            .inner
+            .store
+            .start_promotion(app, &release.id, actor, deadline)
+            .await?;
+        rollout::spawn(&self.inner, promotion.clone(), release, deadline);
+        Ok(promotion)
+    }
+
+    /// The rollout deadline `options` ask for, if a promote may start now.
+    fn check_promote(&self, options: &PromoteOptions) -> Result<Duration> {
         let deadline = options
             .deadline
             .unwrap_or(self.inner.config.default_deadline);
@@ -393,20 +452,7 @@ impl Engine {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::Conflict("the server is shutting down".into()));
         }
-        let release = self.inner.store.release(app, release).await?;
-        if release.build.is_none() {
-            return Err(Error::invalid(
-                "release",
-                format!("{} has no build to run; create a build first", release.id),
-            ));
-        }
-        let promotion = self
-            .inner
-            .store
-            .start_promotion(app, &release.id, actor, deadline)
-            .await?;
-        rollout::spawn(&self.inner, promotion.clone(), release, deadline);
-        Ok(promotion)
+        Ok(deadline)
     }
 
     /// Creates a release from `spec.from` (or the newest release) with the given build and/or
@@ -430,10 +476,10 @@ impl Engine {
             Some(id) => Some(self.inner.store.release(app, id).await?),
             None => None,
         };
-        let release = self
+        let (release, _) = self
             .inner
             .store
-            .insert_release_from_newest(app, None, |newest| {
+            .insert_release_from_newest(app, None, None, |newest| {
                 let base = parent.as_ref().or(newest);
                 let old_env = base.map(|r| r.env.clone()).unwrap_or_default();
                 let env = spec.env.clone().unwrap_or_else(|| old_env.clone());
@@ -469,17 +515,15 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<(Release, Promotion)> {
+        let deadline = self.check_promote(options)?;
         let old = self.inner.store.release(app, target).await?;
-        if let Some(p) = self.inner.store.running_promotion(app).await? {
-            return Err(Error::RolloutInProgress {
-                app: app.to_string(),
-                promotion: p.to_string(),
-            });
+        if old.build.is_none() {
+            return Err(no_build_error(Some(&old.id)));
         }
-        let release = self
+        let (release, promotion) = self
             .inner
             .store
-            .insert_release_from_newest(app, None, |_| {
+            .insert_release_from_newest(app, None, Some((actor, deadline)), |_| {
                 Ok((
                     old.build.clone(),
                     old.env.clone(),
@@ -493,7 +537,8 @@ impl Engine {
             app: app.clone(),
             release: release.id.clone(),
         });
-        let promotion = self.promote(app, &release.id, options, actor).await?;
+        let promotion = promotion.ok_or_else(|| Error::Internal("no promotion recorded".into()))?;
+        rollout::spawn(&self.inner, promotion.clone(), release.clone(), deadline);
         Ok((release, promotion))
     }
 

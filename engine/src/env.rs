@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::error::Error;
+use crate::error::{Error, FieldError};
 
 /// Largest value of one variable, in bytes.
 pub const MAX_VALUE_BYTES: usize = 32 * 1024;
@@ -294,6 +294,107 @@ impl EnvChange {
     }
 }
 
+/// One row of an environment editor (the Console's): a variable as it was (`original`) and
+/// as the user left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvEditRow {
+    /// The key as typed (a rename when it differs from `original`). Blank on an unused row.
+    pub key: String,
+    /// The key this row showed when the editor opened; `None` for a row the user added.
+    pub original: Option<String>,
+    /// The new value; `None` keeps the original value (it was never revealed or edited).
+    pub value: Option<String>,
+    /// Remove the original variable.
+    pub remove: bool,
+}
+
+/// What an environment editor submits: its rows plus an optional pasted `.env` block, whose
+/// variables are set last (pasting wins over a row with the same key).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvEdit {
+    pub rows: Vec<EnvEditRow>,
+    pub paste: String,
+}
+
+impl EnvEdit {
+    /// The environment that results from applying the edit to `old`. Every problem is reported
+    /// at once, each naming its field (`rows.N.key`, `rows.N.value`, `paste`, `env`), so that a
+    /// form can show it next to the field: bad or duplicate keys, NUL, values or a whole
+    /// environment over the limits, a pasted line that does not parse.
+    pub fn apply_to(&self, old: &Environment) -> Result<Environment, Error> {
+        let mut errors = Vec::new();
+        let mut map = old.0.clone();
+        // Every row that showed a variable takes it out first; rows that keep it put it back.
+        for (i, row) in self.rows.iter().enumerate() {
+            if let Some(original) = row.original.as_deref() {
+                match EnvKey::parse(original) {
+                    Ok(k) if map.remove(&k).is_some() => {}
+                    _ => errors.push(FieldError::new(
+                        format!("rows.{i}.key"),
+                        format!("{original} is not in the environment any more"),
+                    )),
+                }
+            }
+        }
+        let mut row_of: BTreeMap<EnvKey, usize> = BTreeMap::new();
+        for (i, row) in self.rows.iter().enumerate() {
+            let typed = row.key.trim();
+            let blank_new = row.original.is_none()
+                && typed.is_empty()
+                && row.value.as_deref().unwrap_or("").is_empty();
+            if row.remove || blank_new {
+                continue;
+            }
+            let key = match EnvKey::parse(typed) {
+                Ok(k) => k,
+                Err(e) => {
+                    let message = if typed.is_empty() {
+                        "a variable needs a name".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    errors.push(FieldError::new(format!("rows.{i}.key"), message));
+                    continue;
+                }
+            };
+            let value = match (&row.value, row.original.as_deref()) {
+                (Some(v), _) => v.clone(),
+                (None, Some(original)) => old.get(original).unwrap_or_default().to_owned(),
+                (None, None) => String::new(),
+            };
+            if let Err(e) = check_value(&key, &value) {
+                errors.push(FieldError::new(format!("rows.{i}.value"), e.to_string()));
+            }
+            if let Some(first) = row_of.get(&key) {
+                errors.push(FieldError::new(
+                    format!("rows.{i}.key"),
+                    format!("duplicate key {key} (also in row {})", first + 1),
+                ));
+                continue;
+            }
+            row_of.insert(key.clone(), i);
+            map.insert(key, value);
+        }
+        if !self.paste.trim().is_empty() {
+            match Environment::parse(&self.paste) {
+                Ok(pasted) => map.extend(pasted.0),
+                Err(e) => errors.push(FieldError::new("paste", e.to_string())),
+            }
+        }
+        let env = Environment(map);
+        if errors.is_empty() {
+            if let Err(e) = env.check_total() {
+                errors.push(FieldError::new("env", e.to_string()));
+            }
+        }
+        if errors.is_empty() {
+            Ok(env)
+        } else {
+            Err(Error::Fields(errors))
+        }
+    }
+}
+
 /// Keys added, changed and removed between two environments, each sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvDiff {
@@ -434,6 +535,92 @@ mod tests {
         assert_eq!(base.apply(&change).unwrap(), env(&[("A", "9"), ("C", "3")]));
         assert!(EnvChange::set_from_args(["NOEQUALS"]).is_err());
         assert!(EnvChange::set_from_args(["1A=x"]).is_err());
+    }
+
+    fn row(key: &str, original: Option<&str>, value: Option<&str>, remove: bool) -> EnvEditRow {
+        EnvEditRow {
+            key: key.into(),
+            original: original.map(Into::into),
+            value: value.map(Into::into),
+            remove,
+        }
+    }
+
+    #[test]
+    fn edit_adds_changes_removes_renames_and_pastes() {
+        let old = env(&[("KEEP", "k"), ("BAR", "1"), ("BAZ", "z"), ("OLD", "o")]);
+        let edit = EnvEdit {
+            rows: vec![
+                row("KEEP", Some("KEEP"), None, false),
+                row("BAR", Some("BAR"), Some("2"), false),
+                row("BAZ", Some("BAZ"), None, true),
+                row("NEW_NAME", Some("OLD"), None, false),
+                row("FOO", None, Some("f"), false),
+                row("", None, None, false),
+            ],
+            paste: "# pasted\nPASTED=p\nFOO=from paste\n".into(),
+        };
+        let new = edit.apply_to(&old).unwrap();
+        assert_eq!(
+            new,
+            env(&[
+                ("KEEP", "k"),
+                ("BAR", "2"),
+                ("NEW_NAME", "o"),
+                ("FOO", "from paste"),
+                ("PASTED", "p"),
+            ])
+        );
+        assert_eq!(
+            old.diff(&new).description(),
+            "env add:FOO add:NEW_NAME add:PASTED change:BAR remove:BAZ remove:OLD"
+        );
+    }
+
+    #[test]
+    fn edit_errors_name_their_fields() {
+        let old = env(&[("A", "1")]);
+        let big = "x".repeat(MAX_VALUE_BYTES + 1);
+        let edit = EnvEdit {
+            rows: vec![
+                row("A", Some("A"), None, false),
+                row("1X", None, Some("v"), false),
+                row("A", None, Some("s3cret"), false),
+                row("NUL", None, Some("a\0b"), false),
+                row("BIG", None, Some(&big), false),
+                row("", None, Some("value without a name"), false),
+                row("GONE", Some("GONE"), None, false),
+            ],
+            paste: "OK=1\nnot a pair\n".into(),
+        };
+        let Err(Error::Fields(errors)) = edit.apply_to(&old) else {
+            panic!("expected field errors");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "rows.6.key",
+                "rows.1.key",
+                "rows.2.key",
+                "rows.3.value",
+                "rows.4.value",
+                "rows.5.key",
+                "paste"
+            ]
+        );
+        assert!(errors[2]
+            .message
+            .contains("duplicate key A (also in row 1)"));
+        assert!(errors[3].message.contains("NUL"));
+        assert!(errors[4].message.contains("too large"));
+        assert_eq!(errors[6].message, "line 2: expected KEY=VALUE");
+        // Values never appear in the messages.
+        let all = Error::Fields(errors).to_string();
+        assert!(
+            !all.contains("s3cret") && !all.contains("xxxx") && !all.contains("without"),
+            "{all}"
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub enum Error {
     /// Input that can never be right: a bad name, key, line or option. `field` names where.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// Several fields of one submission are wrong (the Console's environment editor): each
+    /// names its field, so that the message can be shown next to it.
+    #[error("{}", FieldError::join(.0))]
+    Fields(Vec<FieldError>),
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
@@ -40,6 +44,41 @@ pub enum Error {
     },
     #[error("{0}")]
     Internal(String),
+    /// Bad credentials, or a session or API token that is unknown, expired or revoked. The
+    /// message never says whether a user exists.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but its role is too low for what it asked.
+    #[error("this needs the {needed} role")]
+    Forbidden { needed: String },
+    /// Too many failed sign-in attempts; try again after `retry_after_secs`.
+    #[error("too many failed sign-in attempts; try again in {retry_after_secs} seconds")]
+    RateLimited { retry_after_secs: u64 },
+}
+
+/// What is wrong with one field of a submission. `field` is the submission's own name for it
+/// (`rows.2.key`, `paste`, ...); `message` is for people and never contains a secret value.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn join(errors: &[FieldError]) -> String {
+        errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// The kind of an error, for mapping to HTTP statuses or exit codes.
@@ -51,6 +90,9 @@ pub enum ErrorKind {
     TooLarge,
     Unprocessable,
     Internal,
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
 }
 
 impl fmt::Display for ErrorKind {
@@ -62,6 +104,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::Unprocessable => "unprocessable",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
         })
     }
 }
@@ -69,7 +114,7 @@ impl fmt::Display for ErrorKind {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::Invalid { .. } | Error::Fields(_) => ErrorKind::Invalid,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict(_) | Error::RolloutInProgress { .. } | Error::StaleBase { .. } => {
                 ErrorKind::Conflict
@@ -79,6 +124,9 @@ impl Error {
             Error::Database(_) | Error::Migrate(_) | Error::Io { .. } | Error::Internal(_) => {
                 ErrorKind::Internal
             }
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
         }
     }
 

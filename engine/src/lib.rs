@@ -8,6 +8,7 @@
 mod newtype;
 
 pub mod artifacts;
+pub mod auth;
 mod engine;
 pub mod env;
 pub mod error;
@@ -24,11 +25,15 @@ pub mod testing;
 pub mod time;
 
 pub use artifacts::BuildSource;
+pub use auth::{
+    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
+    Principal, Role, TokenId, User, Username, Via,
+};
 pub use engine::{
     Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,
 };
-pub use env::{EnvChange, EnvDiff, EnvKey, Environment};
-pub use error::{Error, ErrorKind, Result};
+pub use env::{EnvChange, EnvDiff, EnvEdit, EnvEditRow, EnvKey, Environment};
+pub use error::{Error, ErrorKind, FieldError, Result};
 pub use ids::{BuildId, PromotionId, ReleaseId};
 pub use manifest::Manifest;
 pub use model::*;

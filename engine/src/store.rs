@@ -13,6 +13,8 @@ use crate::ids::{BuildId, PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
 
+mod auth;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     read: SqlitePool,
@@ -315,13 +317,16 @@ impl Store {
 
     /// Inserts a release. With `expected_newest`, the insert only happens when that release is
     /// still the app's newest (checked inside the transaction); otherwise it is a `StaleBase`.
-    /// `make` computes the new release from the newest one inside the same transaction.
+    /// `make` computes the new release from the newest one inside the same transaction. With
+    /// `promote`, a running promotion of the new release is recorded in the same transaction:
+    /// when another rollout runs, nothing is written (`RolloutInProgress`).
     pub(crate) async fn insert_release_from_newest<F>(
         &self,
         app: &AppName,
         expected_newest: Option<&ReleaseId>,
+        promote: Option<(&Actor, Duration)>,
         make: F,
-    ) -> Result<Release>
+    ) -> Result<(Release, Option<Promotion>)>
     where
         F: FnOnce(
             Option<&Release>,
@@ -389,8 +394,14 @@ impl Store {
             now,
         )
         .await?;
+        let promotion = match promote {
+            Some((actor, deadline)) => {
+                Some(insert_promotion(&mut tx, app, app_id, &id, actor, deadline).await?)
+            }
+            None => None,
+        };
         tx.commit().await?;
-        Ok(Release {
+        let release = Release {
             id,
             app: app.clone(),
             build,
@@ -399,7 +410,8 @@ impl Store {
             rollback_of,
             created_at: now,
             created_by: actor.to_string(),
-        })
+        };
+        Ok((release, promotion))
     }
 
     pub async fn release(&self, app: &AppName, id: &ReleaseId) -> Result<Release> {
@@ -504,57 +516,11 @@ impl Store {
         actor: &Actor,
         deadline: Duration,
     ) -> Result<Promotion> {
-        let row = sqlx::query("SELECT id, active_release_id FROM apps WHERE name = ?")
-            .bind(app.as_str())
-            .fetch_optional(&self.read)
-            .await?
-            .ok_or_else(|| Error::not_found("app", app))?;
-        let app_id: i64 = row.try_get("id")?;
-        let previous_release = parse_opt(&row, "active_release_id", ReleaseId::parse)?;
-        let id = PromotionId::generate();
-        let now = now_ms();
-        let res = sqlx::query(
-            "INSERT INTO promotions (id, app_id, release_id, previous_release_id, actor, state, deadline_ms, started_at)
-             VALUES (?, ?, ?, (SELECT active_release_id FROM apps WHERE id = ?), ?, 'running', ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(app_id)
-        .bind(release.as_str())
-        .bind(app_id)
-        .bind(actor.as_str())
-        .bind(deadline.as_millis() as i64)
-        .bind(now)
-        .execute(&self.write)
-        .await;
-        match res {
-            Ok(_) => {}
-            Err(e) if unique_violation(&e) => {
-                let running: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM promotions WHERE app_id = ? AND state = 'running'",
-                )
-                .bind(app_id)
-                .fetch_optional(&self.write)
-                .await?;
-                return Err(Error::RolloutInProgress {
-                    app: app.to_string(),
-                    promotion: running.unwrap_or_default(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(Promotion {
-            id,
-            app: app.clone(),
-            release: release.clone(),
-            previous_release,
-            actor: actor.to_string(),
-            state: PromotionState::Running,
-            reason: None,
-            failed_output: None,
-            deadline_ms: deadline.as_millis() as i64,
-            started_at: now,
-            finished_at: None,
-        })
+        let app_id = self.app_id(app).await?;
+        let mut tx = self.write.begin().await?;
+        let promotion = insert_promotion(&mut tx, app, app_id, release, actor, deadline).await?;
+        tx.commit().await?;
+        Ok(promotion)
     }
 
     /// The app's running promotion, if one is recorded as running.
@@ -857,4 +823,66 @@ async fn insert_release(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Records a running promotion of `release`, from the app's active release. A second running
+/// promotion of the app violates the partial unique index: `RolloutInProgress`.
+async fn insert_promotion(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    app: &AppName,
+    app_id: i64,
+    release: &ReleaseId,
+    actor: &Actor,
+    deadline: Duration,
+) -> Result<Promotion> {
+    let previous_release: Option<String> =
+        sqlx::query_scalar("SELECT active_release_id FROM apps WHERE id = ?")
+            .bind(app_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let previous_release = previous_release.map(|s| ReleaseId::parse(&s)).transpose()?;
+    let id = PromotionId::generate();
+    let now = now_ms();
+    let res = sqlx::query(
+        "INSERT INTO promotions (id, app_id, release_id, previous_release_id, actor, state, deadline_ms, started_at)
+         VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(app_id)
+    .bind(release.as_str())
+    .bind(previous_release.as_ref().map(|r| r.as_str()))
+    .bind(actor.as_str())
+    .bind(deadline.as_millis() as i64)
+    .bind(now)
+    .execute(&mut **tx)
+    .await;
+    match res {
+        Ok(_) => {}
+        Err(e) if unique_violation(&e) => {
+            let running: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM promotions WHERE app_id = ? AND state = 'running'",
+            )
+            .bind(app_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            return Err(Error::RolloutInProgress {
+                app: app.to_string(),
+                promotion: running.unwrap_or_default(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Promotion {
+        id,
+        app: app.clone(),
+        release: release.clone(),
+        previous_release,
+        actor: actor.to_string(),
+        state: PromotionState::Running,
+        reason: None,
+        failed_output: None,
+        deadline_ms: deadline.as_millis() as i64,
+        started_at: now,
+        finished_at: None,
+    })
 }

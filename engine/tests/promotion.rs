@@ -445,3 +445,73 @@ async fn a_crashed_process_is_restarted() {
     assert_eq!((status, body.trim()), (200, r1.id.as_str()));
     t.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_change_and_promote_is_one_step() {
+    let t = TestEngine::new().await;
+    let count = || async {
+        t.engine
+            .list_releases(&t.app, None, 100)
+            .await
+            .unwrap()
+            .len()
+    };
+    // Without a build there is nothing to run: refused, and no release is left behind.
+    let change = EnvChange::set_from_args(["GREETING=hi"]).unwrap();
+    let err = t
+        .engine
+        .change_env_and_promote(
+            &t.app,
+            &change,
+            None,
+            None,
+            &PromoteOptions::default(),
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("there is no build to run"),
+        "{err}"
+    );
+    assert_eq!(count().await, 0);
+
+    let r1 = t.build(unchanged).await;
+    let (r2, p2) = t
+        .engine
+        .change_env_and_promote(
+            &t.app,
+            &change,
+            Some(&r1.id),
+            None,
+            &PromoteOptions::default(),
+            &t.actor,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r2.description, "env add:GREETING");
+    assert_eq!(p2.release, r2.id);
+    // While that rollout runs a second change is refused as a whole: no release is written.
+    let before = count().await;
+    let more = EnvChange::set_from_args(["OTHER=1"]).unwrap();
+    let err = t
+        .engine
+        .change_env_and_promote(
+            &t.app,
+            &more,
+            None,
+            None,
+            &PromoteOptions::default(),
+            &t.actor,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RolloutInProgress { .. }), "{err:?}");
+    assert_eq!(count().await, before);
+
+    let p2 = t.wait(&p2.id).await;
+    assert_eq!(p2.state, PromotionState::Active, "{p2:?}");
+    let (_, env) = t.get("/env.json").await;
+    assert!(env.contains("\"GREETING\": \"hi\""), "{env}");
+    t.engine.shutdown().await;
+}

@@ -82,24 +82,31 @@ async fn change(
         replace: body.replace,
     };
     let base = body.base.as_deref().map(ReleaseId::parse).transpose()?;
-    let release = engine
-        .change_env(
-            &app,
-            &change,
-            base.as_ref(),
-            body.description.as_deref(),
-            &actor(),
-        )
-        .await?;
-    // The release exists now; a refused promote is still an error the caller must see.
-    let promotion = if body.promote {
-        Some(
-            engine
-                .promote(&app, &release.id, &promote_options(body.timeout), &actor())
-                .await?,
-        )
+    // With `promote`, the release and its rollout are one engine step: a refused promote
+    // leaves no release behind.
+    let (release, promotion) = if body.promote {
+        let (release, promotion) = engine
+            .change_env_and_promote(
+                &app,
+                &change,
+                base.as_ref(),
+                body.description.as_deref(),
+                &promote_options(body.timeout),
+                &actor(),
+            )
+            .await?;
+        (release, Some(promotion))
     } else {
-        None
+        let release = engine
+            .change_env(
+                &app,
+                &change,
+                base.as_ref(),
+                body.description.as_deref(),
+                &actor(),
+            )
+            .await?;
+        (release, None)
     };
     Ok((
         StatusCode::CREATED,

@@ -15,6 +15,10 @@ use serde_json::json;
 pub enum ApiError {
     /// 400: input that can never be right; the message names the field.
     BadRequest(String),
+    /// 401: no credentials, or a session or token that is no longer valid.
+    Unauthorized(String),
+    /// 403: the caller's role does not allow this, or a cross-origin request.
+    Forbidden(String),
     /// 404
     NotFound(String),
     /// 405: a known path asked with a method it does not have.
@@ -25,6 +29,8 @@ pub enum ApiError {
     TooLarge(String),
     /// 422: an invalid manifest or a failed build.
     Unprocessable(String),
+    /// 429: too many failed logins; `retry_after` in seconds.
+    TooManyRequests { message: String, retry_after: u64 },
     /// 500: logged where it is made; the client only gets a generic message.
     Internal,
 }
@@ -37,6 +43,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -49,6 +58,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "invalid",
+            ApiError::Unauthorized(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -64,7 +76,10 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::TooLarge(m)
-            | ApiError::Unprocessable(m) => m,
+            | ApiError::Unprocessable(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::TooManyRequests { message: m, .. } => m,
             ApiError::MethodNotAllowed => "method not allowed on this path",
             ApiError::Internal => "internal server error; the cause is in the server's log",
         }
@@ -92,6 +107,15 @@ impl From<engine::Error> for ApiError {
             ErrorKind::Conflict => ApiError::Conflict(e.to_string()),
             ErrorKind::TooLarge => ApiError::TooLarge(e.to_string()),
             ErrorKind::Unprocessable => ApiError::Unprocessable(e.to_string()),
+            ErrorKind::Unauthenticated => ApiError::Unauthorized(e.to_string()),
+            ErrorKind::Forbidden => ApiError::Forbidden(e.to_string()),
+            ErrorKind::RateLimited => ApiError::TooManyRequests {
+                retry_after: match &e {
+                    engine::Error::RateLimited { retry_after_secs } => *retry_after_secs,
+                    _ => 60,
+                },
+                message: e.to_string(),
+            },
             ErrorKind::Internal => {
                 tracing::error!(error = %e, "API request failed");
                 ApiError::Internal
@@ -127,7 +151,23 @@ impl From<BytesRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code(), "message": self.message()}});
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        let header = match &self {
+            ApiError::Unauthorized(_) => Some((
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"slipway\""),
+            )),
+            ApiError::TooManyRequests { retry_after, .. } => {
+                axum::http::HeaderValue::from_str(&retry_after.to_string())
+                    .ok()
+                    .map(|v| (axum::http::header::RETRY_AFTER, v))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 

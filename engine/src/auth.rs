@@ -1,0 +1,589 @@
+//! Authentication, authorization and audit, with no HTTP in it: users with a [`Role`],
+//! server-side sessions, API tokens, sign-in rate limiting and the audit log.
+//!
+//! The server holds one [`Auth`] next to the [`crate::Engine`] (built from the same
+//! [`Store`]: `Auth::new(engine.store().clone(), config)`) and, for each request:
+//!
+//! 1. turns the session cookie into a [`Principal`] with [`Auth::session`], or an
+//!    `Authorization: Bearer slw_…` header with [`Auth::token`] (`Error::Unauthenticated`
+//!    otherwise);
+//! 2. checks what the request needs with [`Principal::require`] (`Error::Forbidden`);
+//! 3. records what was done, or refused, with [`Auth::record_audit`] and
+//!    [`AuditResult::of`]. `Auth` records nothing by itself: the caller knows the action's
+//!    name, app and target.
+//!
+//! The methods that manage users and tokens do not check the caller's role themselves — the
+//! caller does (`require(Role::Admin)` for users, [`Principal::is_self_or_admin`] for a
+//! user's own tokens) — except [`Auth::revoke_token`], which is given the caller.
+//!
+//! # Secrets
+//! Passwords are stored as argon2id PHC strings, session and API tokens only as their
+//! SHA-256. The plain session token ([`LoginOk::session_token`]) and API token (from
+//! [`Auth::create_token`]) are returned once; no error message, `Debug` output or audit entry
+//! contains a password or a token, and errors never say whether a user name exists.
+//!
+//! # Time
+//! Every expiry and rate-limit decision reads the [`Clock`] given to [`Auth::with_clock`]
+//! ([`crate::model::now_ms`] by default), so that tests move a [`ManualClock`] instead of
+//! sleeping.
+
+mod limiter;
+mod password;
+mod types;
+
+pub use password::{PasswordParams, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+pub use types::{
+    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, LoginOk, Principal, Role, TokenId,
+    User, Username, Via,
+};
+
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::model::{now_ms, Millis};
+use crate::store::Store;
+use limiter::LoginLimiter;
+
+/// The time now, in milliseconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// A clock that only moves when told to, for tests: `auth.with_clock(clock.clock())`, then
+/// `clock.advance(...)`. Clones share the time.
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock at `start`.
+    pub fn new(start: Millis) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(start)))
+    }
+
+    /// A clock at the real time now.
+    pub fn starting_now() -> ManualClock {
+        ManualClock::new(now_ms())
+    }
+
+    /// The clock's time.
+    pub fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(millis(by), Ordering::SeqCst);
+    }
+
+    /// This clock as a [`Clock`].
+    pub fn clock(&self) -> Clock {
+        let time = self.0.clone();
+        Arc::new(move || time.load(Ordering::SeqCst))
+    }
+}
+
+/// Settings of [`Auth`]. `Default` is for production; [`AuthConfig::for_tests`] hashes fast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Cost of new password hashes (existing hashes keep the cost they were made with).
+    pub password: PasswordParams,
+    /// A session unused for longer than this ends (default 12 hours).
+    pub session_idle: Duration,
+    /// A session older than this ends, used or not (default 7 days).
+    pub session_max_age: Duration,
+    /// Failed sign-ins per user name, and per client address, allowed in `login_window`
+    /// (default 5); further attempts are refused with `RateLimited` until the window passes.
+    pub login_max_failures: u32,
+    /// Default 15 minutes.
+    pub login_window: Duration,
+    /// `last_seen_at` of sessions and `last_used_at` of tokens are written at most this often
+    /// (default 1 minute), not on every request.
+    pub touch_interval: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            password: PasswordParams::default(),
+            session_idle: Duration::from_secs(12 * 3600),
+            session_max_age: Duration::from_secs(7 * 24 * 3600),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            touch_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The defaults with the cheapest password hashing ([`PasswordParams::insecure_fast`]).
+    /// Tests only.
+    pub fn for_tests() -> AuthConfig {
+        AuthConfig {
+            password: PasswordParams::insecure_fast(),
+            ..AuthConfig::default()
+        }
+    }
+}
+
+/// Authentication, authorization and audit on a [`Store`]. Cheap to clone; clones share the
+/// sign-in rate limiter.
+///
+/// The rate limiter is in memory, per process: counters are lost on restart and not shared
+/// between several servers on one database.
+#[derive(Clone)]
+pub struct Auth {
+    store: Store,
+    config: Arc<AuthConfig>,
+    clock: Clock,
+    limiter: Arc<LoginLimiter>,
+    /// A hash of a random password, verified against when the user does not exist so that
+    /// the time taken does not tell whether it does. Made on first need.
+    dummy_hash: Arc<OnceLock<String>>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The user name an admin is bootstrapped with.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+/// Length of a generated bootstrap password (alphanumeric, about 143 bits).
+const GENERATED_PASSWORD_LEN: usize = 24;
+/// API tokens: this, then 40 alphanumeric characters.
+pub const TOKEN_PREFIX: &str = "slw_";
+const TOKEN_RANDOM_LEN: usize = 40;
+/// Characters of a token kept for display, `slw_` included.
+const TOKEN_DISPLAY_LEN: usize = TOKEN_PREFIX.len() + 4;
+const TOKEN_NAME_MAX: usize = 64;
+
+const BAD_LOGIN: &str = "wrong user name or password";
+const BAD_SESSION: &str = "not signed in, or the session has ended; sign in again";
+const BAD_TOKEN: &str = "the API token is not valid or was revoked";
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// SHA-256 of a token, hex: what the store keeps instead of the token.
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random_alphanumeric(len: usize) -> String {
+    // `rand::rng()` is a ChaCha-based CSPRNG seeded from the OS.
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+fn new_session_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn is_session_token(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn is_api_token(s: &str) -> bool {
+    s.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == TOKEN_RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+fn check_token_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("token name", "must not be empty"));
+    }
+    if name.chars().count() > TOKEN_NAME_MAX {
+        return Err(Error::invalid(
+            "token name",
+            format!("must be at most {TOKEN_NAME_MAX} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "token name",
+            "must not contain control characters",
+        ));
+    }
+    Ok(name)
+}
+
+impl Auth {
+    /// Authentication on `store` (usually `engine.store().clone()`; the tables come with the
+    /// store's migrations) with the real clock.
+    pub fn new(store: Store, config: AuthConfig) -> Auth {
+        let limiter = LoginLimiter::new(config.login_max_failures, millis(config.login_window));
+        Auth {
+            store,
+            config: Arc::new(config),
+            clock: Arc::new(now_ms),
+            limiter: Arc::new(limiter),
+            dummy_hash: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The same, reading the time from `clock` (tests: [`ManualClock::clock`]).
+    pub fn with_clock(mut self, clock: Clock) -> Auth {
+        self.clock = clock;
+        self
+    }
+
+    /// The settings this was built with.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    fn now(&self) -> Millis {
+        (self.clock)()
+    }
+
+    // ---- users ----
+
+    /// At first start: when there is no user at all, creates `admin` with the admin role and
+    /// `password` — or, without one, a random 24-character alphanumeric password, which is
+    /// returned (once: show it to the operator; it is not stored in clear). Returns `None`
+    /// when users already exist (also when another server bootstrapped at the same time) or
+    /// when `password` was given. `Error::Invalid` for a given password of the wrong length.
+    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>> {
+        if let Some(p) = password {
+            password::check_password(p)?;
+        }
+        if self.store.has_users().await? {
+            return Ok(None);
+        }
+        let (plain, generated) = match password {
+            Some(given) => (given.to_owned(), None),
+            None => {
+                let random = random_alphanumeric(GENERATED_PASSWORD_LEN);
+                (random.clone(), Some(random))
+            }
+        };
+        let hash = password::hash(&self.config.password, &plain).await?;
+        let name = Username::parse(BOOTSTRAP_ADMIN)?;
+        let created = self
+            .store
+            .insert_first_user(&name, &hash, Role::Admin, self.now())
+            .await?;
+        Ok(if created { generated } else { None })
+    }
+
+    /// Creates a user. `Error::Invalid` for a password shorter than 8 or longer than 1024
+    /// bytes, `Error::Conflict` when the name is taken.
+    pub async fn create_user(&self, name: &Username, password: &str, role: Role) -> Result<User> {
+        let hash = password::hash(&self.config.password, password).await?;
+        self.store.insert_user(name, &hash, role, self.now()).await
+    }
+
+    /// One user (`Error::NotFound` if there is none by that name).
+    pub async fn user(&self, name: &Username) -> Result<User> {
+        self.store.user(name).await
+    }
+
+    /// Every user, by name. Never includes password hashes.
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        self.store.list_users().await
+    }
+
+    /// Changes a user's role; sessions and tokens see it on their next request.
+    /// `Error::Conflict` when it would leave no enabled admin.
+    pub async fn set_role(&self, name: &Username, role: Role) -> Result<()> {
+        self.store.update_user_role(name, role).await
+    }
+
+    /// Replaces a user's password and ends all its sessions (its API tokens stay valid).
+    pub async fn set_password(&self, name: &Username, password: &str) -> Result<()> {
+        let hash = password::hash(&self.config.password, password).await?;
+        self.store.update_password(name, &hash, self.now()).await
+    }
+
+    /// Disables a user: it cannot sign in, its sessions end, its tokens are refused until it
+    /// is enabled again. `Error::Conflict` for the last enabled admin.
+    pub async fn disable_user(&self, name: &Username) -> Result<()> {
+        self.store.set_user_disabled(name, Some(self.now())).await
+    }
+
+    /// Enables a disabled user again (its tokens work again; its old sessions do not).
+    pub async fn enable_user(&self, name: &Username) -> Result<()> {
+        self.store.set_user_disabled(name, None).await
+    }
+
+    /// Deletes a user with its sessions and tokens; the audit log keeps its name.
+    /// `Error::Conflict` for the last enabled admin.
+    pub async fn delete_user(&self, name: &Username) -> Result<()> {
+        self.store.delete_user(name).await
+    }
+
+    // ---- sessions ----
+
+    /// Signs in: checks the password and starts a session. `username` is what was typed
+    /// (trimmed and lowercased here). Every failure — unknown user, wrong password, disabled
+    /// user — is the same `Error::Unauthenticated` and takes as long (an unknown user is
+    /// checked against a dummy hash). After `login_max_failures` failures in `login_window`
+    /// for the name or for `client`, attempts are refused with `Error::RateLimited` without
+    /// checking the password; a success forgets the name's failures.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<LoginOk> {
+        let typed = username.trim().to_ascii_lowercase();
+        // The limiter's key for the name, bounded (it may be anything a client sent).
+        let key: String = typed.chars().take(Username::MAX_LEN + 1).collect();
+        let attempt = self.limiter.begin(&key, client, self.now())?;
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(Error::Unauthenticated(BAD_LOGIN.into()));
+        }
+        let user = match Username::parse(&typed) {
+            Ok(name) => self.store.credentials(&name).await?.map(|c| (name, c)),
+            Err(_) => None,
+        };
+        let stored_hash = user.as_ref().map(|(_, c)| c.password_hash.clone());
+        let dummy = self.dummy_hash.clone();
+        let params = self.config.password.clone();
+        let password_bytes = password.as_bytes().to_vec();
+        let matches = password::blocking(move || -> Result<bool> {
+            let phc = match stored_hash {
+                Some(h) => h,
+                None => match dummy.get() {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h = password::hash_blocking(
+                            &params,
+                            random_alphanumeric(GENERATED_PASSWORD_LEN).as_bytes(),
+                        )?;
+                        dummy.get_or_init(|| h).clone()
+                    }
+                },
+            };
+            Ok(password::verify_blocking(&password_bytes, &phc))
+        })
+        .await??;
+        let (name, creds) = match user {
+            Some((name, creds)) if matches && !creds.disabled => (name, creds),
+            _ => return Err(Error::Unauthenticated(BAD_LOGIN.into())),
+        };
+        self.limiter.succeeded(attempt);
+        let session_token = new_session_token();
+        let client = client.map(|a| a.to_string());
+        self.store
+            .insert_session(
+                &token_hash(&session_token),
+                creds.id,
+                client.as_deref(),
+                self.now(),
+            )
+            .await?;
+        Ok(LoginOk {
+            principal: Principal {
+                user: name,
+                role: creds.role,
+                via: Via::Session,
+            },
+            session_token,
+        })
+    }
+
+    /// Who holds the session `token` (from [`LoginOk::session_token`]).
+    /// `Error::Unauthenticated` when it is unknown, revoked, unused for longer than
+    /// `session_idle`, older than `session_max_age`, or its user is disabled. Marks the
+    /// session used (at most once per `touch_interval`).
+    pub async fn session(&self, token: &str) -> Result<Principal> {
+        let refused = || Error::Unauthenticated(BAD_SESSION.into());
+        if !is_session_token(token) {
+            return Err(refused());
+        }
+        let hash = token_hash(token);
+        let row = self.store.session_row(&hash).await?.ok_or_else(refused)?;
+        let now = self.now();
+        if row.revoked
+            || row.user_disabled
+            || now - row.last_seen_at > millis(self.config.session_idle)
+            || now - row.created_at > millis(self.config.session_max_age)
+        {
+            return Err(refused());
+        }
+        if now - row.last_seen_at >= millis(self.config.touch_interval) {
+            self.store.touch_session(&hash, now).await?;
+        }
+        Ok(Principal {
+            user: row.user,
+            role: row.role,
+            via: Via::Session,
+        })
+    }
+
+    /// Ends the session `token`. Unknown or already ended sessions are fine.
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        if is_session_token(token) {
+            self.store
+                .revoke_session(&token_hash(token), self.now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of `user` ("sign out everywhere"); returns how many there were.
+    pub async fn revoke_sessions(&self, user: &Username) -> Result<u64> {
+        self.store.revoke_user_sessions(user, self.now()).await
+    }
+
+    /// Deletes sessions that can no longer be used (revoked, idle or too old); returns how
+    /// many. Call it now and then (hourly, say) to keep the table small.
+    pub async fn purge_sessions(&self) -> Result<u64> {
+        let now = self.now();
+        self.store
+            .delete_dead_sessions(
+                now.saturating_sub(millis(self.config.session_idle)),
+                now.saturating_sub(millis(self.config.session_max_age)),
+            )
+            .await
+    }
+
+    // ---- API tokens ----
+
+    /// Creates an API token for `owner` named `name` (1 to 64 characters) that may do what
+    /// `role` allows. Returns it and the plain token (`slw_` + 40 alphanumeric characters),
+    /// which is shown once and never stored. `Error::Forbidden` when `role` is above the
+    /// owner's role, `Error::Conflict` when the owner is disabled.
+    pub async fn create_token(
+        &self,
+        owner: &Username,
+        name: &str,
+        role: Role,
+    ) -> Result<(ApiToken, String)> {
+        let name = check_token_name(name)?;
+        let user = self.store.user(owner).await?;
+        if user.is_disabled() {
+            return Err(Error::Conflict(format!("user {owner} is disabled")));
+        }
+        if !user.role.allows(role) {
+            return Err(Error::Forbidden {
+                needed: role.as_str().to_owned(),
+            });
+        }
+        let plain = format!("{TOKEN_PREFIX}{}", random_alphanumeric(TOKEN_RANDOM_LEN));
+        let token = ApiToken {
+            id: TokenId::generate(),
+            owner: owner.clone(),
+            name: name.to_owned(),
+            role,
+            prefix: plain.chars().take(TOKEN_DISPLAY_LEN).collect(),
+            created_at: self.now(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.store.insert_token(&token, &token_hash(&plain)).await?;
+        Ok((token, plain))
+    }
+
+    /// Who holds the API token `plain`. Its role is the lower of the token's and its owner's
+    /// current role. `Error::Unauthenticated` when the token is unknown or revoked or its
+    /// owner is disabled. Marks the token used (at most once per `touch_interval`).
+    pub async fn token(&self, plain: &str) -> Result<Principal> {
+        let refused = || Error::Unauthenticated(BAD_TOKEN.into());
+        if !is_api_token(plain) {
+            return Err(refused());
+        }
+        let row = self
+            .store
+            .token_row(&token_hash(plain))
+            .await?
+            .ok_or_else(refused)?;
+        if row.revoked || row.owner_disabled {
+            return Err(refused());
+        }
+        let now = self.now();
+        let due = row
+            .last_used_at
+            .is_none_or(|t| now - t >= millis(self.config.touch_interval));
+        if due {
+            self.store.touch_token(&row.id, now).await?;
+        }
+        Ok(Principal {
+            user: row.owner,
+            role: row.role.min(row.owner_role),
+            via: Via::Token(row.id),
+        })
+    }
+
+    /// The tokens of `owner`, or everyone's, revoked ones included, newest first.
+    pub async fn list_tokens(&self, owner: Option<&Username>) -> Result<Vec<ApiToken>> {
+        self.store.list_tokens(owner).await
+    }
+
+    /// Revokes a token: `by` must be its owner or an admin (else `Error::Forbidden`).
+    /// `Error::NotFound` for an unknown ID; revoking twice is fine.
+    pub async fn revoke_token(&self, id: &TokenId, by: &Principal) -> Result<()> {
+        let token = self.store.token(id).await?;
+        if !by.is_self_or_admin(&token.owner) {
+            return Err(Error::Forbidden {
+                needed: Role::Admin.as_str().to_owned(),
+            });
+        }
+        self.store.revoke_token(id, self.now()).await
+    }
+
+    // ---- audit ----
+
+    /// Appends `entry` to the audit log, stamped with the current time, and returns it with
+    /// its `seq`. Very long fields are cut. Never pass a secret in it.
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<AuditRecord> {
+        self.store.insert_audit(&entry, self.now()).await
+    }
+
+    /// A page of the audit log, newest first (see [`AuditFilter`] for paging).
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        self.store.list_audit(filter).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_have_the_documented_shape() {
+        let s = new_session_token();
+        assert!(is_session_token(&s), "{s}");
+        assert_ne!(s, new_session_token());
+        let t = format!("{TOKEN_PREFIX}{}", random_alphanumeric(TOKEN_RANDOM_LEN));
+        assert!(is_api_token(&t), "{t}");
+        assert!(!is_api_token(&t[..t.len() - 1]));
+        assert!(!is_api_token(&t.replace("slw_", "slx_")));
+        assert_eq!(token_hash("abc").len(), 64);
+    }
+
+    #[test]
+    fn token_names() {
+        assert_eq!(check_token_name("  ci deploy ").unwrap(), "ci deploy");
+        assert!(check_token_name(" ").is_err());
+        assert!(check_token_name("a\nb").is_err());
+        assert!(check_token_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(1000);
+        let f = c.clock();
+        assert_eq!(f(), 1000);
+        c.advance(Duration::from_secs(2));
+        assert_eq!(f(), 3000);
+        assert_eq!(c.clone().now(), 3000);
+    }
+}

@@ -1,0 +1,589 @@
+//! The SQL of authentication and audit: users, sessions, API tokens and the audit log. Used
+//! through [`crate::auth::Auth`], which owns the rules (hashing, expiry, roles); this only
+//! reads and writes rows. Secrets are never stored: passwords as argon2id PHC strings, session
+//! and API tokens as the hex SHA-256 of the token.
+
+use sqlx::{Row, Sqlite};
+
+use super::{parse_col, parse_opt, unique_violation, Store};
+use crate::auth::{
+    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Role, TokenId, User, Username,
+};
+use crate::error::{Error, Result};
+use crate::model::Millis;
+use crate::names::AppName;
+
+/// What signing in needs to know about a user.
+pub(crate) struct Credentials {
+    pub id: i64,
+    pub role: Role,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// A session with its user, as found by the hash of its token.
+pub(crate) struct SessionRow {
+    pub user: Username,
+    pub role: Role,
+    pub user_disabled: bool,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+    pub revoked: bool,
+}
+
+/// An API token with its owner, as found by the hash of the token.
+pub(crate) struct TokenRow {
+    pub id: TokenId,
+    pub owner: Username,
+    pub owner_role: Role,
+    pub owner_disabled: bool,
+    pub role: Role,
+    pub last_used_at: Option<Millis>,
+    pub revoked: bool,
+}
+
+/// What a change does to a user's admin rights, for the last-admin check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AdminChange {
+    /// The user stays an enabled admin if it was one.
+    Keeps,
+    /// The user stops being an enabled admin (demoted, disabled or deleted).
+    Loses,
+}
+
+// Longest values kept in the audit log; longer ones are cut (on a character boundary).
+const AUDIT_ACTION_MAX: usize = 100;
+const AUDIT_TARGET_MAX: usize = 500;
+const AUDIT_DETAIL_MAX: usize = 2000;
+
+fn cut(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+fn role_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Role> {
+    parse_col(row, col, Role::parse)
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    Ok(User {
+        name: parse_col(row, "name", Username::parse)?,
+        role: role_col(row, "role")?,
+        created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+    })
+}
+
+const TOKEN_SELECT: &str = "SELECT t.id, u.name AS owner, t.name, t.role, t.prefix, t.created_at, t.last_used_at, t.revoked_at
+     FROM api_tokens t JOIN users u ON u.id = t.user_id";
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: parse_col(row, "id", TokenId::parse)?,
+        owner: parse_col(row, "owner", Username::parse)?,
+        name: row.try_get("name")?,
+        role: role_col(row, "role")?,
+        prefix: row.try_get("prefix")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// Refuses (`Conflict`) a change that would leave no enabled admin; `NotFound` for an unknown
+/// user. Runs inside the change's transaction, so the check and the change are one step.
+async fn guard_last_admin(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    name: &Username,
+    change: AdminChange,
+) -> Result<()> {
+    let row = sqlx::query("SELECT role, disabled_at FROM users WHERE name = ?")
+        .bind(name.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::not_found("user", name))?;
+    let enabled_admin = role_col(&row, "role")? == Role::Admin
+        && row.try_get::<Option<Millis>, _>("disabled_at")?.is_none();
+    if enabled_admin && change == AdminChange::Loses {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL AND name <> ?",
+        )
+        .bind(name.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        if others == 0 {
+            return Err(Error::Conflict(format!(
+                "{name} is the last admin; make another user admin first"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn revoke_sessions_of(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    name: &Username,
+    now: Millis,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = ?
+         WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE name = ?)",
+    )
+    .bind(now)
+    .bind(name.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+impl Store {
+    // ---- users ----
+
+    /// Whether any user exists (read on the writer, so that it sees the latest insert).
+    pub(crate) async fn has_users(&self) -> Result<bool> {
+        let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users LIMIT 1")
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(any.is_some())
+    }
+
+    /// Inserts the user only when there is no user at all, in one statement; `false` when
+    /// users existed (or another server inserted the same name first).
+    pub(crate) async fn insert_first_user(
+        &self,
+        name: &Username,
+        password_hash: &str,
+        role: Role,
+        now: Millis,
+    ) -> Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO users (name, password_hash, role, created_at)
+             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)",
+        )
+        .bind(name.as_str())
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&self.write)
+        .await;
+        match res {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(e) if unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn insert_user(
+        &self,
+        name: &Username,
+        password_hash: &str,
+        role: Role,
+        now: Millis,
+    ) -> Result<User> {
+        let res = sqlx::query(
+            "INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(name.as_str())
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&self.write)
+        .await;
+        match res {
+            Ok(_) => Ok(User {
+                name: name.clone(),
+                role,
+                created_at: now,
+                disabled_at: None,
+            }),
+            Err(e) if unique_violation(&e) => {
+                Err(Error::Conflict(format!("user {name} already exists")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn credentials(&self, name: &Username) -> Result<Option<Credentials>> {
+        let row =
+            sqlx::query("SELECT id, role, password_hash, disabled_at FROM users WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(|row| {
+            Ok(Credentials {
+                id: row.try_get("id")?,
+                role: role_col(&row, "role")?,
+                password_hash: row.try_get("password_hash")?,
+                disabled: row.try_get::<Option<Millis>, _>("disabled_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn user(&self, name: &Username) -> Result<User> {
+        let row =
+            sqlx::query("SELECT name, role, created_at, disabled_at FROM users WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&self.read)
+                .await?
+                .ok_or_else(|| Error::not_found("user", name))?;
+        user_from_row(&row)
+    }
+
+    pub(crate) async fn list_users(&self) -> Result<Vec<User>> {
+        let rows =
+            sqlx::query("SELECT name, role, created_at, disabled_at FROM users ORDER BY name")
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub(crate) async fn update_user_role(&self, name: &Username, role: Role) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let change = if role == Role::Admin {
+            AdminChange::Keeps
+        } else {
+            AdminChange::Loses
+        };
+        guard_last_admin(&mut tx, name, change).await?;
+        sqlx::query("UPDATE users SET role = ? WHERE name = ?")
+            .bind(role.as_str())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the password hash and revokes the user's sessions, in one transaction.
+    pub(crate) async fn update_password(
+        &self,
+        name: &Username,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+            .bind(password_hash)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("user", name));
+        }
+        revoke_sessions_of(&mut tx, name, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Disables (revoking the user's sessions) or, with `None`, enables a user.
+    pub(crate) async fn set_user_disabled(
+        &self,
+        name: &Username,
+        disabled_at: Option<Millis>,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let change = if disabled_at.is_some() {
+            AdminChange::Loses
+        } else {
+            AdminChange::Keeps
+        };
+        guard_last_admin(&mut tx, name, change).await?;
+        match disabled_at {
+            Some(at) => {
+                sqlx::query(
+                    "UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL",
+                )
+                .bind(at)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+                revoke_sessions_of(&mut tx, name, at).await?;
+            }
+            None => {
+                sqlx::query("UPDATE users SET disabled_at = NULL WHERE name = ?")
+                    .bind(name.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a user with its sessions and tokens. The audit log keeps its name.
+    pub(crate) async fn delete_user(&self, name: &Username) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        guard_last_admin(&mut tx, name, AdminChange::Loses).await?;
+        for sql in [
+            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)",
+            "DELETE FROM api_tokens WHERE user_id = (SELECT id FROM users WHERE name = ?)",
+            "DELETE FROM users WHERE name = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- sessions ----
+
+    pub(crate) async fn insert_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        client: Option<&str>,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, client, created_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(client)
+        .bind(now)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session_row(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(
+            "SELECT u.name, u.role, u.disabled_at, s.created_at, s.last_seen_at, s.revoked_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id_hash = ?",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(SessionRow {
+                user: parse_col(&row, "name", Username::parse)?,
+                role: role_col(&row, "role")?,
+                user_disabled: row.try_get::<Option<Millis>, _>("disabled_at")?.is_some(),
+                created_at: row.try_get("created_at")?,
+                last_seen_at: row.try_get("last_seen_at")?,
+                revoked: row.try_get::<Option<Millis>, _>("revoked_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn touch_session(&self, id_hash: &str, now: Millis) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?")
+            .bind(now)
+            .bind(id_hash)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn revoke_session(&self, id_hash: &str, now: Millis) -> Result<()> {
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id_hash)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn revoke_user_sessions(&self, name: &Username, now: Millis) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        let n = revoke_sessions_of(&mut tx, name, now).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Deletes sessions that are revoked, idle since before `idle_before`, or created before
+    /// `created_before`.
+    pub(crate) async fn delete_dead_sessions(
+        &self,
+        idle_before: Millis,
+        created_before: Millis,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions
+             WHERE revoked_at IS NOT NULL OR last_seen_at < ? OR created_at < ?",
+        )
+        .bind(idle_before)
+        .bind(created_before)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- API tokens ----
+
+    /// Inserts a new token (`last_used_at` and `revoked_at` are not written) with the hash of
+    /// its secret.
+    pub(crate) async fn insert_token(&self, t: &ApiToken, hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, role, prefix, hash, created_at)
+             VALUES (?, (SELECT id FROM users WHERE name = ?), ?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.as_str())
+        .bind(t.owner.as_str())
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(&t.prefix)
+        .bind(hash)
+        .bind(t.created_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn token_row(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.role, t.last_used_at, t.revoked_at,
+                    u.name AS owner, u.role AS owner_role, u.disabled_at AS owner_disabled_at
+             FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(TokenRow {
+                id: parse_col(&row, "id", TokenId::parse)?,
+                owner: parse_col(&row, "owner", Username::parse)?,
+                owner_role: role_col(&row, "owner_role")?,
+                owner_disabled: row
+                    .try_get::<Option<Millis>, _>("owner_disabled_at")?
+                    .is_some(),
+                role: role_col(&row, "role")?,
+                last_used_at: row.try_get("last_used_at")?,
+                revoked: row.try_get::<Option<Millis>, _>("revoked_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn touch_token(&self, id: &TokenId, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = ?
+             WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn token(&self, id: &TokenId) -> Result<ApiToken> {
+        let row = sqlx::query(&format!("{TOKEN_SELECT} WHERE t.id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| Error::not_found("token", id))?;
+        token_from_row(&row)
+    }
+
+    /// Tokens of `owner` (or everyone's), revoked ones included, newest first.
+    pub(crate) async fn list_tokens(&self, owner: Option<&Username>) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(&format!(
+            "{TOKEN_SELECT} WHERE (? IS NULL OR u.name = ?) ORDER BY t.created_at DESC, t.id"
+        ))
+        .bind(owner.map(|o| o.as_str()))
+        .bind(owner.map(|o| o.as_str()))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    pub(crate) async fn revoke_token(&self, id: &TokenId, now: Millis) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    /// Appends to the audit log; long fields are cut.
+    pub(crate) async fn insert_audit(&self, e: &AuditEntry, now: Millis) -> Result<AuditRecord> {
+        let action = cut(e.action.trim(), AUDIT_ACTION_MAX);
+        if action.is_empty() {
+            return Err(Error::invalid("audit action", "must not be empty"));
+        }
+        let target = e.target.as_deref().map(|t| cut(t, AUDIT_TARGET_MAX));
+        let result = match &e.result {
+            AuditResult::Failed(d) => AuditResult::Failed(cut(d, AUDIT_DETAIL_MAX)),
+            other => other.clone(),
+        };
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO audit (at, actor, app, action, target, result, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(now)
+        .bind(e.actor.as_str())
+        .bind(e.app.as_ref().map(|a| a.as_str()))
+        .bind(&action)
+        .bind(target.as_deref())
+        .bind(result.as_str())
+        .bind(result.detail())
+        .fetch_one(&self.write)
+        .await?;
+        Ok(AuditRecord {
+            seq,
+            at: now,
+            actor: e.actor.to_string(),
+            app: e.app.clone(),
+            action,
+            target,
+            result,
+        })
+    }
+
+    /// One page of the audit log, newest first, in one query. Only the filters that are set
+    /// become conditions, so that `(actor, seq)` and `(app, seq)` indexes can serve them.
+    pub(crate) async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT seq, at, actor, app, action, target, result, detail FROM audit WHERE 1 = 1",
+        );
+        if let Some(actor) = &f.actor {
+            q.push(" AND actor = ").push_bind(actor.as_str().to_owned());
+        }
+        if let Some(app) = &f.app {
+            q.push(" AND app = ").push_bind(app.as_str().to_owned());
+        }
+        if let Some(prefix) = f.action.as_deref().filter(|p| !p.is_empty()) {
+            let len = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
+            q.push(" AND substr(action, 1, ")
+                .push_bind(len)
+                .push(") = ")
+                .push_bind(prefix.to_owned());
+        }
+        if let Some(before) = f.before_seq {
+            q.push(" AND seq < ").push_bind(before);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(f.effective_limit()));
+        let rows = q.build().fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    app: parse_opt(row, "app", AppName::parse)?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    result: AuditResult::from_columns(
+                        row.try_get::<String, _>("result")?.as_str(),
+                        row.try_get("detail")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+}
