@@ -70,6 +70,12 @@ e2e: build
 	cd end2end && SLIPWAY_SERVER_BIN='$(SERVER_BIN)' LEPTOS_SITE_ROOT='$(SITE_ROOT)' \
 		npx --no-install playwright test
 
-bench:
+# Speed and size, recorded in docs/benchmarks.md: the engine, the Console's SSR against bare
+# axum (wrk), the wasm + JS size, and time to interactive in Chromium.
+bench: build
 	scripts/bootstrap.sh bench
-	cargo bench -p engine
+	cargo bench -p engine --bench engine
+	cargo bench -p server --bench console
+	scripts/wasm-size.sh
+	cd end2end && SLIPWAY_SERVER_BIN='$(SERVER_BIN)' LEPTOS_SITE_ROOT='$(SITE_ROOT)' \
+		npx --no-install playwright test -c bench.config.ts

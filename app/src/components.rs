@@ -27,7 +27,7 @@ pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
     }
 }
 
-/// The app's breadcrumb and tabs (Releases, Builds), with the current one marked.
+/// The app's breadcrumb and tabs (Releases, Environment, Builds), with the current one marked.
 #[component]
 pub fn AppNav(app: String, current: &'static str) -> impl IntoView {
     use leptos_router::components::A;
@@ -43,6 +43,7 @@ pub fn AppNav(app: String, current: &'static str) -> impl IntoView {
         </nav>
         <nav class="tabs" aria-label="App">
             {tab("Releases", format!("/apps/{app}/releases"))}
+            {tab("Environment", format!("/apps/{app}/env"))}
             {tab("Builds", format!("/apps/{app}/builds"))}
         </nav>
     }

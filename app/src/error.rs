@@ -16,6 +16,18 @@ pub enum AppError {
     /// The request was understood but is not acceptable (bad name, bad value, ...).
     #[error("{0}")]
     Invalid(String),
+    /// Several fields of a form are wrong; each message belongs next to its field.
+    #[error("{}", .0.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldMessage>),
+    /// Nobody is logged in, or the session or token is no longer valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller's role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; try again later.
+    #[error("{0}")]
+    RateLimited(String),
     /// The request conflicts with the current state (a rollout in progress, a stale edit).
     #[error("{0}")]
     Conflict(String),
@@ -25,6 +37,13 @@ pub enum AppError {
     /// The server function machinery failed (network, encoding, missing context, ...).
     #[error("{0}")]
     ServerFn(ServerFnErrorErr),
+}
+
+/// What is wrong with one field of a form (`rows.2.key`, `paste`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldMessage {
+    pub field: String,
+    pub message: String,
 }
 
 impl FromServerFnError for AppError {
@@ -40,7 +59,10 @@ impl AppError {
     pub fn status_code(&self) -> u16 {
         match self {
             AppError::NotFound(_) => 404,
-            AppError::Invalid(_) => 422,
+            AppError::Invalid(_) | AppError::Fields(_) => 422,
+            AppError::Unauthorized(_) => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::RateLimited(_) => 429,
             AppError::Conflict(_) => 409,
             AppError::Internal | AppError::ServerFn(_) => 500,
         }
@@ -52,6 +74,16 @@ impl From<engine::Error> for AppError {
     /// Engine errors become readable messages; internal ones are logged and answered generically.
     fn from(e: engine::Error) -> Self {
         use engine::ErrorKind;
+        if let engine::Error::Fields(fields) = e {
+            let fields = fields
+                .into_iter()
+                .map(|f| FieldMessage {
+                    field: f.field,
+                    message: f.message,
+                })
+                .collect();
+            return AppError::Fields(fields).with_status();
+        }
         let error = match e.kind() {
             ErrorKind::NotFound => AppError::NotFound(match &e {
                 engine::Error::NotFound { what, id } => format!("{what} {id}"),
@@ -61,6 +93,9 @@ impl From<engine::Error> for AppError {
                 AppError::Invalid(e.to_string())
             }
             ErrorKind::Conflict => AppError::Conflict(e.to_string()),
+            ErrorKind::Unauthenticated => AppError::Unauthorized(e.to_string()),
+            ErrorKind::Forbidden => AppError::Forbidden(e.to_string()),
+            ErrorKind::RateLimited => AppError::RateLimited(e.to_string()),
             ErrorKind::Internal => {
                 tracing::error!(error = %e, "server function failed");
                 AppError::Internal

@@ -1,5 +1,9 @@
 //! Slipway's Console: the Leptos application shared by the server (`ssr`) and the browser
 //! (`hydrate`). Routes live in [`App`]; each page keeps its server functions next to it.
+//!
+//! The Console is rendered in islands: pages are server-rendered HTML, and only the parts
+//! marked `#[island]` (forms with feedback, live panels, the environment editor) hydrate and
+//! ship wasm. Tables and text stay plain HTML (see `docs/benchmarks.md` for why).
 
 pub mod components;
 #[cfg(feature = "ssr")]
@@ -7,6 +11,7 @@ pub mod context;
 pub mod error;
 pub mod live;
 pub mod pages;
+pub mod rollout;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -28,8 +33,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
+                // Controls that only work with JavaScript are hidden without it.
+                <noscript>
+                    <style>".needs-js { display: none !important; }"</style>
+                </noscript>
             </head>
             <body>
                 <App />
@@ -42,11 +51,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-
-    // Effects run only in the browser, after hydration: `data-hydrated="true"` on <main> tells
-    // the browser tests (and anyone curious) that the page is interactive.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
 
     view! {
         <Stylesheet id="leptos" href="/pkg/slipway.css" />
@@ -66,7 +70,8 @@ pub fn App() -> impl IntoView {
                     </nav>
                 </div>
             </header>
-            <main id="main" class="container" data-hydrated=move || hydrated.get().to_string()>
+            // `data-hydrated` turns "true" once the page's islands are interactive.
+            <main id="main" class="container" data-hydrated="false">
                 <Routes fallback=pages::not_found::NotFound>
                     // Async: the whole page (server fn data included) is in the first response,
                     // so it renders, and its forms work, without JavaScript.
@@ -86,11 +91,17 @@ pub fn App() -> impl IntoView {
                         view=pages::releases::ReleasesPage
                         ssr=SsrMode::Async
                     />
+                    <Route
+                        path=path!("apps/:app/env")
+                        view=pages::env::EnvPage
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </main>
             <footer class="footer container">
                 <p>"Slipway — immutable releases, safe promotions."</p>
             </footer>
+            <live::HydrationMark />
         </Router>
     }
 }

@@ -198,11 +198,172 @@ test("release detail: the difference from the active release, its promotions, an
   expect(errors).toEqual([]);
 });
 
+/** Waits until the app has no rollout running (the newest promotion has ended). */
+async function waitForNoRollout(page: Page, app: string) {
+  await expect
+    .poll(
+      async () => {
+        const res = await page.request.get(`/api/v1/apps/${app}/promotions?limit=1`);
+        const body = await res.json();
+        const items = Array.isArray(body) ? body : body.promotions ?? body.items ?? [];
+        return items.length === 0 ? "none" : items[0].state;
+      },
+      { timeout: 60_000, intervals: [200, 500, 1000] },
+    )
+    .not.toBe("running");
+}
+
+/** The release ID in the editor's result notice. */
+async function createdRelease(page: Page): Promise<string> {
+  const text = (await page.getByTestId("env-result").textContent()) ?? "";
+  const id = /Created (R[A-Z]{10})/.exec(text)?.[1];
+  expect(id, text).toBeTruthy();
+  return id as string;
+}
+
+/** The value field of the variable `key` (or of the empty row, for `null`). */
+function valueField(page: Page, key: string | null) {
+  return key === null
+    ? page.locator('tr[data-key=""]').last().getByRole("textbox").nth(1)
+    : page.getByRole("textbox", { name: `Value of ${key}`, exact: true });
+}
+
+test("edit the environment: add, change and remove, preview, Apply Changes", async ({ page }) => {
+  const errors = trackPageErrors(page);
+  await waitForNoRollout(page, "hello");
+  // Known variables to start from (a release that is not promoted: the editor says so).
+  const res = await page.request.post("/api/v1/apps/hello/env", {
+    data: { set: { BAR: "1", BAZ: "z", KEEP: "keep-me" } },
+  });
+  expect(res.status()).toBe(201);
+  await page.goto("/apps/hello/env");
+  await waitForHydration(page);
+  await expect(page.getByTestId("not-active")).toContainText("not the active one");
+  // Values are masked until revealed, one at a time.
+  await expect(valueField(page, "KEEP")).toHaveValue("");
+  await page.locator('tr[data-key="KEEP"]').getByRole("button", { name: "Reveal" }).click();
+  await expect(valueField(page, "KEEP")).toHaveValue("keep-me");
+  await expect(valueField(page, "BAR")).toHaveValue("");
+
+  // add FOO, change BAR, remove BAZ
+  const blank = page.locator('tr[data-key=""]').last();
+  await blank.getByRole("textbox").first().fill("FOO");
+  await blank.getByRole("textbox").nth(1).fill("foo value");
+  await valueField(page, "BAR").fill("2");
+  await page.getByRole("checkbox", { name: "Remove BAZ" }).check();
+
+  await page.getByRole("button", { name: "Preview changes" }).click();
+  const preview = page.getByTestId("env-preview");
+  await expect(preview.getByTestId("env-description")).toHaveText("env add:FOO change:BAR remove:BAZ");
+  await expect(preview.locator("li")).toHaveText(["add FOO", "change BAR", "remove BAZ"]);
+  await page.screenshot({ path: path.join(outputDir, "env-preview.png"), fullPage: true });
+
+  await page.getByRole("button", { name: "Apply Changes" }).click();
+  await expect(page.getByTestId("env-result")).toContainText("(env add:FOO change:BAR remove:BAZ) and started promotion");
+  const release = await createdRelease(page);
+  // The rollout shows live under the editor, and the editor starts over from the new release.
+  await expect(page.getByTestId("rollout")).toContainText(release);
+  await expect(page.locator('tr[data-key="FOO"]')).toBeVisible();
+  await expect(page.locator('tr[data-key="BAZ"]')).toHaveCount(0);
+
+  await waitForStatus(page, "hello", release, "active");
+  const [top] = await releaseIds(page);
+  expect(top).toBe(release);
+  await expect(page.locator(`tr[data-release="${release}"]`)).toContainText("env add:FOO change:BAR remove:BAZ");
+  const env = await (await page.request.get("/api/v1/apps/hello/env?reveal=true")).json();
+  expect(env.env.FOO).toBe("foo value");
+  expect(env.env.BAR).toBe("2");
+  expect(env.env.KEEP).toBe("keep-me");
+  expect(env.env.BAZ).toBeUndefined();
+  expect(errors).toEqual([]);
+});
+
+test("bad variables are refused next to their fields, and nothing is written", async ({ page }) => {
+  const errors = trackPageErrors(page);
+  await waitForNoRollout(page, "hello");
+  await page.goto("/apps/hello/releases");
+  const before = await releaseIds(page);
+  await page.goto("/apps/hello/env");
+  await waitForHydration(page);
+  await page.locator('tr[data-key=""]').last().getByRole("textbox").first().fill("1BAD");
+  await page.getByRole("button", { name: "Add variable" }).click();
+  await page.locator('tr[data-key=""]').last().getByRole("textbox").first().fill("FOO");
+  await page.locator("#env-paste").evaluate((el) => ((el as HTMLElement).closest("details") as HTMLDetailsElement).open = true);
+  await page.locator("#env-paste").fill("GOOD=1\nnot a pair\n");
+  await page.getByRole("button", { name: "Apply Changes" }).click();
+  await expect(page.getByTestId("env-result")).toContainText("Nothing was changed");
+  const badKey = page.locator('tr[data-key=""]').first().getByRole("textbox").first();
+  await expect(badKey).toHaveAttribute("aria-invalid", "true");
+  await expect(page.locator('tr[data-key=""]').first().locator(".field-error").first()).toContainText("must start with a letter or underscore");
+  await expect(page.locator('tr[data-key=""]').last().locator(".field-error").first()).toContainText("duplicate key FOO");
+  await expect(page.locator("#env-paste-error")).toHaveText("line 2: expected KEY=VALUE");
+  await page.screenshot({ path: path.join(outputDir, "env-errors.png"), fullPage: true });
+  await page.goto("/apps/hello/releases");
+  expect(await releaseIds(page)).toEqual(before);
+  expect(errors).toEqual([]);
+});
+
+test("an edit made stale by another page is refused, with the user's edits kept", async ({ page, context }) => {
+  const errors = trackPageErrors(page);
+  await waitForNoRollout(page, "hello");
+  await page.goto("/apps/hello/env");
+  await waitForHydration(page);
+  const other = await context.newPage();
+  await other.goto("/apps/hello/env");
+  await waitForHydration(other);
+
+  // The other page changes the environment first.
+  const otherBlank = other.locator('tr[data-key=""]').last();
+  await otherBlank.getByRole("textbox").first().fill("FROM_OTHER");
+  await otherBlank.getByRole("textbox").nth(1).fill("x");
+  await other.getByRole("button", { name: "Apply Changes" }).click();
+  await expect(other.getByTestId("env-result")).toContainText("env add:FROM_OTHER");
+  const otherRelease = await createdRelease(other);
+  await waitForNoRollout(page, "hello");
+
+  // This page's edit was based on the release before: refused, nothing lost.
+  const blank = page.locator('tr[data-key=""]').last();
+  await blank.getByRole("textbox").first().fill("MINE");
+  await blank.getByRole("textbox").nth(1).fill("my value");
+  await page.getByRole("button", { name: "Apply Changes" }).click();
+  const result = page.getByTestId("env-result");
+  await expect(result).toContainText("the environment changed since release");
+  await expect(result).toContainText(`newest is ${otherRelease}`);
+  await expect(result).toContainText("env add:FROM_OTHER");
+  await expect(result).toContainText("Your edits are still below");
+  await expect(blank.getByRole("textbox").first()).toHaveValue("MINE");
+  await expect(blank.getByRole("textbox").nth(1)).toHaveValue("my value");
+  await page.goto("/apps/hello/releases");
+  const [top] = await releaseIds(page);
+  expect(top).toBe(otherRelease);
+  await other.close();
+  expect(errors).toEqual([]);
+});
+
+test("Apply Changes works without JavaScript", async ({ browser, page }) => {
+  await waitForNoRollout(page, "hello");
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const noJs = await context.newPage();
+  await noJs.goto("/apps/hello/env");
+  await expect(noJs.getByRole("button", { name: "Preview changes" })).toBeHidden();
+  const blank = noJs.locator('tr[data-key=""]').last();
+  await blank.getByRole("textbox").first().fill("NO_JS");
+  await blank.getByRole("textbox").nth(1).fill("plain form");
+  await noJs.getByRole("button", { name: "Apply Changes" }).click();
+  // A plain form post, redirected back to the editor, which now shows the new variable.
+  await expect(noJs).toHaveURL(/\/apps\/hello\/env/);
+  await expect(noJs.locator('tr[data-key="NO_JS"]')).toBeVisible();
+  await noJs.goto("/apps/hello/releases");
+  await expect(noJs.locator("tr[data-release]").first()).toContainText("env add:NO_JS");
+  await context.close();
+  await waitForNoRollout(page, "hello");
+});
+
 test.describe("on a 375px wide screen", () => {
   test.use({ viewport: { width: 375, height: 740 } });
 
   test("nothing overflows horizontally", async ({ page }) => {
-    for (const url of ["/", "/apps/hello/releases", "/apps/hello/builds"]) {
+    for (const url of ["/", "/apps/hello/releases", "/apps/hello/env", "/apps/hello/builds"]) {
       await page.goto(url);
       await waitForHydration(page);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -4,7 +4,6 @@
 use crate::{components::ErrorList, AppError};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
 /// One row of the Apps page.
@@ -141,8 +140,7 @@ pub async fn deploy_example() -> Result<String, AppError> {
 
 #[component]
 pub fn AppsPage() -> impl IntoView {
-    let deploy = ServerAction::<DeployExample>::new();
-    let apps = Resource::new(move || deploy.version().get(), |_| list_apps());
+    let apps = Resource::new(|| (), |_| list_apps());
     let info = Resource::new(|| (), |_| get_server_info());
 
     view! {
@@ -150,44 +148,57 @@ pub fn AppsPage() -> impl IntoView {
         <div class="page-header">
             <h1>"Apps"</h1>
         </div>
-        <Transition fallback=|| view! { <p class="muted">"Loading apps…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading apps…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    apps.await.map(|apps| {
-                        if apps.is_empty() {
-                            view! { <EmptyState deploy /> }.into_any()
-                        } else {
-                            view! { <AppsTable apps /> }.into_any()
-                        }
-                    })
+                    apps.await.map(|apps| view! { <AppsLive apps /> })
                 })}
             </ErrorBoundary>
-        </Transition>
-        {move || {
-            deploy.value().get().map(|result| match result {
-                Ok(app) => view! {
-                    <p class="notice notice-success" role="status">
-                        "Deploying " <code>{app.clone()}</code> ": follow the rollout on its "
-                        <A href=format!("/apps/{app}/releases")>"Releases"</A> " page."
-                    </p>
-                }.into_any(),
-                Err(e) => view! { <p class="notice notice-error" role="alert">{e.to_string()}</p> }.into_any(),
-            })
-        }}
+        </Suspense>
 
         <section class="card server-info" aria-labelledby="server-heading">
             <div class="card-header">
                 <h2 id="server-heading">"Server"</h2>
             </div>
-            <Transition fallback=|| view! { <p class="muted">"Loading server info…"</p> }>
+            <Suspense fallback=|| view! { <p class="muted">"Loading server info…"</p> }>
                 <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                     {move || Suspend::new(async move {
                         info.await.map(|info| view! { <ServerInfoList info /> })
                     })}
                 </ErrorBoundary>
-            </Transition>
+            </Suspense>
         </section>
     }
+}
+
+/// The apps (or, with none, how to get a first one), refreshed after a deploy.
+#[island]
+fn AppsLive(apps: Vec<AppRow>) -> impl IntoView {
+    let deploy = ServerAction::<DeployExample>::new();
+    let apps = crate::live::refreshed(apps, move || deploy.version().track(), list_apps);
+    let result = move || {
+        deploy.value().get().map(|result| match result {
+            Ok(app) => view! {
+                <p class="notice notice-success" role="status">
+                    "Deploying " <code>{app.clone()}</code> ": follow the rollout on its "
+                    <a href=format!("/apps/{app}/releases")>"Releases"</a> " page."
+                </p>
+            }
+            .into_any(),
+            Err(e) => {
+                view! { <p class="notice notice-error" role="alert">{e.to_string()}</p> }.into_any()
+            }
+        })
+    };
+    let list = move || {
+        let apps = apps.get();
+        if apps.is_empty() {
+            view! { <EmptyState deploy /> }.into_any()
+        } else {
+            view! { <AppsTable apps /> }.into_any()
+        }
+    };
+    view! { {list} {result} }
 }
 
 #[component]
@@ -206,6 +217,9 @@ fn EmptyState(deploy: ServerAction<DeployExample>) -> impl IntoView {
                     {move || if deploy.pending().get() { "Deploying…" } else { "Deploy the example app" }}
                 </button>
             </ActionForm>
+            <p class="muted small">
+                "Or from a shell: " <code>"slipway apps create hello && slipway -a hello deploy examples/hello"</code>
+            </p>
         </section>
     }
 }
@@ -230,7 +244,7 @@ fn AppsTable(apps: Vec<AppRow>) -> impl IntoView {
                             let href = format!("/apps/{}/releases", a.name);
                             view! {
                                 <tr>
-                                    <th scope="row"><A href=href>{a.name.clone()}</A></th>
+                                    <th scope="row"><a href=href>{a.name.clone()}</a></th>
                                     <td><code>{a.active_release.unwrap_or_else(|| "none".into())}</code></td>
                                     <td>{a.rollout.unwrap_or_default()}</td>
                                     <td>

@@ -125,50 +125,60 @@ pub fn ReleasePage() -> impl IntoView {
     let params = use_params_map();
     let app = move || params.read().get("app").unwrap_or_default();
     let id = move || params.read().get("id").unwrap_or_default();
-    let rollback = ServerAction::<RollbackRelease>::new();
-    let live = crate::live::use_app_events(app);
-    let detail = Resource::new(
-        move || (app(), id(), rollback.version().get(), live.get()),
-        |(app, id, ..)| get_release(app, id),
-    );
+    let detail = Resource::new(move || (app(), id()), |(app, id)| get_release(app, id));
     view! {
         <Title text=move || format!("{} · {}", id(), app()) />
         {move || view! { <AppNav app=app() current="Releases" /> }}
         <div class="page-header">
             <h1>"Release " <code>{id}</code></h1>
         </div>
-        {move || {
-            rollback.value().get().map(|result| match result {
-                Ok(new) => view! {
-                    <p class="notice notice-success" role="status" data-testid="rollback-result">
-                        "Created " <code>{new.clone()}</code> " from this release and started promoting it: "
-                        <A href=format!("/apps/{}/releases", app())>"follow it on the Releases tab"</A> "."
-                    </p>
-                }.into_any(),
-                Err(e) => view! { <p class="notice notice-error" role="alert" data-testid="rollback-result">{e.to_string()}</p> }.into_any(),
-            })
-        }}
-        <Transition fallback=|| view! { <p class="muted">"Loading the release…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading the release…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    detail.await.map(|detail| view! { <ReleaseView detail rollback /> })
+                    detail.await.map(|detail| view! { <ReleaseView detail /> })
                 })}
             </ErrorBoundary>
-        </Transition>
+        </Suspense>
+    }
+}
+
+/// Rollback to this release, and what came of it.
+#[island]
+fn RollbackButton(app: String, release: String) -> impl IntoView {
+    let rollback = ServerAction::<RollbackRelease>::new();
+    let releases = format!("/apps/{app}/releases");
+    let result = move || {
+        rollback.value().get().map(|result| match result {
+            Ok(new) => view! {
+                <p class="notice notice-success" role="status" data-testid="rollback-result">
+                    "Created " <code>{new}</code> " from this release and started promoting it: "
+                    <a href=releases.clone()>"follow it on the Releases tab"</a> "."
+                </p>
+            }
+            .into_any(),
+            Err(e) => view! {
+                <p class="notice notice-error" role="alert" data-testid="rollback-result">{e.to_string()}</p>
+            }
+            .into_any(),
+        })
+    };
+    view! {
+        <div class="rollback">
+            <ActionForm action=rollback>
+                <input type="hidden" name="app" value=app />
+                <input type="hidden" name="release" value=release />
+                <button type="submit" class="button">"Rollback to this release"</button>
+            </ActionForm>
+            {result}
+        </div>
     }
 }
 
 #[component]
-fn ReleaseView(detail: ReleaseDetail, rollback: ServerAction<RollbackRelease>) -> impl IntoView {
+fn ReleaseView(detail: ReleaseDetail) -> impl IntoView {
     let rollback_form = (!detail.active && detail.build.is_some()).then(|| {
-        let (app, id) = (detail.app.clone(), detail.id.clone());
-        view! {
-            <ActionForm action=rollback>
-                <input type="hidden" name="app" value=app />
-                <input type="hidden" name="release" value=id />
-                <button type="submit" class="button">"Rollback to this release"</button>
-            </ActionForm>
-        }
+        let (app, release) = (detail.app.clone(), detail.id.clone());
+        view! { <RollbackButton app release /> }
     });
     let diff = detail.active_release.clone().map(|active| {
         let changes = detail.changes.clone();

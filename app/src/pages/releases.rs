@@ -1,13 +1,11 @@
 //! The Releases page (`/apps/:app/releases`): the app's immutable releases newest first, like
 //! `convox releases`, with Promote on every release that is not active.
 
+use crate::rollout::{CancelRollout, RolloutPanel, RolloutView};
 use crate::{components::ErrorList, AppError};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::{
-    components::A,
-    hooks::{use_params_map, use_query_map},
-};
+use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 /// Releases per page.
@@ -30,24 +28,11 @@ pub struct ReleaseRow {
     pub changes: Vec<String>,
 }
 
-/// The app's newest promotion, with its steps: what the rollout panel shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutView {
-    pub id: String,
-    pub release: String,
-    /// `running`, `active`, `rolled-back`, `cancelled`, `failed`.
-    pub state: String,
-    pub running: bool,
-    pub actor: String,
-    pub reason: Option<String>,
-    /// The last lines of output of the process that failed.
-    pub failed_output: Option<String>,
-    pub events: Vec<String>,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleasesPage {
     pub app: String,
+    /// The `before` this page was asked for (keyset paging).
+    pub before: Option<i64>,
     pub rows: Vec<ReleaseRow>,
     /// `before` for the next (older) page, if there is one.
     pub next_before: Option<i64>,
@@ -56,7 +41,7 @@ pub struct ReleasesPage {
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use super::{ReleaseRow, ReleasesPage, RolloutView, PAGE_SIZE};
+    use super::{ReleaseRow, ReleasesPage, PAGE_SIZE};
     use engine::time;
     use engine::{AppName, Engine, PromotionState};
 
@@ -100,29 +85,10 @@ pub mod ssr {
         } else {
             None
         };
-        let latest_rollout = match engine
-            .list_promotions(app, None, 1)
-            .await?
-            .into_iter()
-            .next()
-        {
-            Some(p) => {
-                let events = engine.promotion_events(&p.id).await?;
-                Some(RolloutView {
-                    id: p.id.to_string(),
-                    release: p.release.to_string(),
-                    state: p.state.to_string(),
-                    running: p.state == PromotionState::Running,
-                    actor: p.actor,
-                    reason: p.reason,
-                    failed_output: p.failed_output,
-                    events: events.into_iter().map(|e| e.message).collect(),
-                })
-            }
-            None => None,
-        };
+        let latest_rollout = crate::rollout::ssr::latest_rollout(engine, app).await?;
         Ok(ReleasesPage {
             app: app.to_string(),
+            before,
             rows,
             next_before,
             latest_rollout,
@@ -135,15 +101,6 @@ pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPa
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
     Ok(ssr::releases_page(&ctx.engine, &app, before).await?)
-}
-
-/// Cancels the app's running rollout; returns the promotion's state once it has ended.
-#[server(endpoint = "cancel_rollout")]
-pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
-    let app = crate::context::app_name(&app)?;
-    let p = ctx.engine.cancel(&app, &crate::context::actor()).await?;
-    Ok(p.state.to_string())
 }
 
 /// Starts a rolling update to `release`; returns the promotion's ID at once.
@@ -164,6 +121,7 @@ pub async fn promote_release(app: String, release: String) -> Result<String, App
     Ok(promotion.id.to_string())
 }
 
+/// The page around the live part: title and tabs are plain server-rendered HTML.
 #[component]
 pub fn ReleasesPage() -> impl IntoView {
     let params = use_params_map();
@@ -175,117 +133,66 @@ pub fn ReleasesPage() -> impl IntoView {
             .get("before")
             .and_then(|b| b.parse::<i64>().ok())
     };
-    let promote = ServerAction::<PromoteRelease>::new();
-    let cancel = ServerAction::<CancelRollout>::new();
-    // In the browser, every engine event of the app refetches the page: live progress.
-    let live = crate::live::use_app_events(app);
     let page = Resource::new(
-        move || {
-            (
-                app(),
-                before(),
-                promote.version().get(),
-                cancel.version().get(),
-                live.get(),
-            )
-        },
-        |(app, before, ..)| get_releases(app, before),
+        move || (app(), before()),
+        |(app, before)| get_releases(app, before),
     );
-
     view! {
         <Title text=move || format!("{} releases", app()) />
         {move || view! { <crate::components::AppNav app=app() current="Releases" /> }}
         <div class="page-header">
             <h1>"Releases of " <code>{app}</code></h1>
         </div>
-        {move || {
-            promote.value().get().map(|result| match result {
-                Ok(id) => view! {
-                    <p class="notice notice-success" role="status" data-testid="promote-result">
-                        "Promotion " <code>{id}</code> " started."
-                    </p>
-                }.into_any(),
-                Err(e) => view! {
-                    <p class="notice notice-error" role="alert" data-testid="promote-result">{e.to_string()}</p>
-                }.into_any(),
-            })
-        }}
-        <Transition fallback=|| view! { <p class="muted">"Loading releases…"</p> }>
+        <Suspense fallback=|| view! { <p class="muted">"Loading releases…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    page.await.map(|page| {
-                        let rollout = page.latest_rollout.clone().map(|r| view! { <RolloutPanel app=page.app.clone() rollout=r cancel /> });
-                        view! { {rollout} <ReleasesTable page promote /> }
-                    })
+                    page.await.map(|page| view! { <ReleasesLive page /> })
                 })}
             </ErrorBoundary>
-        </Transition>
+        </Suspense>
     }
 }
 
-/// The newest rollout: its steps as they happen, why it rolled back, and Cancel while it runs.
-#[component]
-fn RolloutPanel(
-    app: String,
-    rollout: RolloutView,
-    cancel: ServerAction<CancelRollout>,
-) -> impl IntoView {
-    let (class, title) = match rollout.state.as_str() {
-        "running" => (
-            "card rollout rollout-running",
-            format!("Promoting {}", rollout.release),
-        ),
-        "active" => (
-            "card rollout rollout-active",
-            format!("{} promoted", rollout.release),
-        ),
-        "rolled-back" => (
-            "card rollout rollout-failed",
-            format!("{} rolled back", rollout.release),
-        ),
-        "cancelled" => (
-            "card rollout rollout-failed",
-            format!("Promotion of {} cancelled", rollout.release),
-        ),
-        _ => (
-            "card rollout rollout-failed",
-            format!("Promotion of {} failed", rollout.release),
-        ),
+/// The interactive part of the Releases page: the rollout panel, the table with Promote, and
+/// in the browser both refreshed on every engine event of the app.
+#[island]
+fn ReleasesLive(page: ReleasesPage) -> impl IntoView {
+    let promote = ServerAction::<PromoteRelease>::new();
+    let cancel = ServerAction::<CancelRollout>::new();
+    let live = crate::live::use_app_events(page.app.clone());
+    let (app, before) = (page.app.clone(), page.before);
+    let page = crate::live::refreshed(
+        page,
+        move || {
+            live.track();
+            promote.version().track();
+            cancel.version().track();
+        },
+        move || get_releases(app.clone(), before),
+    );
+    let result = move || {
+        promote.value().get().map(|result| match result {
+            Ok(id) => view! {
+                <p class="notice notice-success" role="status" data-testid="promote-result">
+                    "Promotion " <code>{id}</code> " started."
+                </p>
+            }
+            .into_any(),
+            Err(e) => view! {
+                <p class="notice notice-error" role="alert" data-testid="promote-result">{e.to_string()}</p>
+            }
+            .into_any(),
+        })
     };
-    let reason = rollout
-        .reason
-        .clone()
-        .map(|r| view! { <p class="rollout-reason" data-testid="rollout-reason">{r}</p> });
-    let output = rollout.failed_output.clone().map(|o| {
-        view! {
-            <details open>
-                <summary>"Output of the process that failed"</summary>
-                <pre class="output" data-testid="failed-output">{o}</pre>
-            </details>
-        }
-    });
-    let cancel_form = rollout.running.then(|| {
-        view! {
-            <ActionForm action=cancel>
-                <input type="hidden" name="app" value=app.clone() />
-                <button type="submit" class="button button-secondary">"Cancel rollout"</button>
-            </ActionForm>
-        }
-    });
-    view! {
-        <section class=class aria-labelledby="rollout-title" data-testid="rollout" data-state=rollout.state.clone()>
-            <div class="card-header">
-                <h2 id="rollout-title">{title}</h2>
-                {cancel_form}
-            </div>
-            <p class="muted small">{format!("Promotion {} by {}", rollout.id, rollout.actor)}</p>
-            {reason}
-            <ol class="steps" aria-live="polite">
-                {rollout.events.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}
-            </ol>
-            {output}
-        </section>
-    }
+    let content = move || {
+        let page = page.get();
+        let rollout = page
+            .latest_rollout
+            .clone()
+            .map(|r| view! { <RolloutPanel app=page.app.clone() rollout=r cancel /> });
+        view! { {rollout} <ReleasesTable page promote /> }
+    };
+    view! { {result} {content} }
 }
 
 /// Promote with a confirmation that says what will change. Native `<details>`, so it works
@@ -338,7 +245,7 @@ fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> i
     }
     let app = page.app.clone();
     let next = page.next_before.map(
-        |b| view! { <A href=format!("/apps/{app}/releases?before={b}")>"Older releases →"</A> },
+        |b| view! { <a href=format!("/apps/{app}/releases?before={b}")>"Older releases →"</a> },
     );
     view! {
         <div class="table-wrap card">
@@ -378,7 +285,7 @@ fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> i
                             let id_text = r.id.clone();
                                 view! {
                                 <tr data-release=r.id.clone() class:active-row=r.active>
-                                    <td><A href=href><code>{id_text}</code></A></td>
+                                    <td><a href=href><code>{id_text}</code></a></td>
                                     <td><span class=status_class>{r.status.clone()}</span></td>
                                     <td><code>{r.build.clone().unwrap_or_default()}</code></td>
                                     <td>

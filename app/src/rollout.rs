@@ -1,0 +1,158 @@
+//! The app's newest rollout, shown live: its steps as they happen, why it rolled back (with
+//! the failed process's last output) and Cancel while it runs. Used by the Releases page and
+//! the Environment editor.
+
+use crate::AppError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The app's newest promotion, with its steps: what the rollout panel shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub id: String,
+    pub release: String,
+    /// `running`, `active`, `rolled-back`, `cancelled`, `failed`.
+    pub state: String,
+    pub running: bool,
+    pub actor: String,
+    pub reason: Option<String>,
+    /// The last lines of output of the process that failed.
+    pub failed_output: Option<String>,
+    pub events: Vec<String>,
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::RolloutView;
+    use engine::{AppName, Engine, PromotionState};
+
+    /// The app's newest promotion and its steps, if it was ever promoted.
+    pub async fn latest_rollout(
+        engine: &Engine,
+        app: &AppName,
+    ) -> Result<Option<RolloutView>, engine::Error> {
+        let Some(p) = engine
+            .list_promotions(app, None, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let events = engine.promotion_events(&p.id).await?;
+        Ok(Some(RolloutView {
+            id: p.id.to_string(),
+            release: p.release.to_string(),
+            state: p.state.to_string(),
+            running: p.state == PromotionState::Running,
+            actor: p.actor,
+            reason: p.reason,
+            failed_output: p.failed_output,
+            events: events.into_iter().map(|e| e.message).collect(),
+        }))
+    }
+}
+
+#[server(endpoint = "get_rollout")]
+pub async fn get_rollout(app: String) -> Result<Option<RolloutView>, AppError> {
+    let ctx = crate::context::console_context()?;
+    let app = crate::context::app_name(&app)?;
+    Ok(ssr::latest_rollout(&ctx.engine, &app).await?)
+}
+
+/// Cancels the app's running rollout; returns the promotion's state once it has ended.
+#[server(endpoint = "cancel_rollout")]
+pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
+    let ctx = crate::context::console_context()?;
+    let app = crate::context::app_name(&app)?;
+    let p = ctx.engine.cancel(&app, &crate::context::actor()).await?;
+    Ok(p.state.to_string())
+}
+
+/// The newest rollout, kept live in the browser (for pages where nothing else changes with it).
+#[island]
+pub fn LiveRollout(app: String, rollout: Option<RolloutView>) -> impl IntoView {
+    let cancel = ServerAction::<CancelRollout>::new();
+    let live = crate::live::use_app_events(app.clone());
+    let fetch_app = app.clone();
+    let rollout = crate::live::refreshed(
+        rollout,
+        move || {
+            live.track();
+            cancel.version().track();
+        },
+        move || get_rollout(fetch_app.clone()),
+    );
+    move || {
+        rollout
+            .get()
+            .map(|r| view! { <RolloutPanel app=app.clone() rollout=r cancel /> })
+    }
+}
+
+/// One rollout: title by state, who started it, the reason, the steps, and Cancel.
+#[component]
+pub fn RolloutPanel(
+    app: String,
+    rollout: RolloutView,
+    cancel: ServerAction<CancelRollout>,
+) -> impl IntoView {
+    let (class, title) = match rollout.state.as_str() {
+        "running" => (
+            "card rollout rollout-running",
+            format!("Promoting {}", rollout.release),
+        ),
+        "active" => (
+            "card rollout rollout-active",
+            format!("{} promoted", rollout.release),
+        ),
+        "rolled-back" => (
+            "card rollout rollout-failed",
+            format!("{} rolled back", rollout.release),
+        ),
+        "cancelled" => (
+            "card rollout rollout-failed",
+            format!("Promotion of {} cancelled", rollout.release),
+        ),
+        _ => (
+            "card rollout rollout-failed",
+            format!("Promotion of {} failed", rollout.release),
+        ),
+    };
+    let reason = rollout
+        .reason
+        .clone()
+        .map(|r| view! { <p class="rollout-reason" data-testid="rollout-reason">{r}</p> });
+    let output = rollout.failed_output.clone().map(|o| {
+        view! {
+            <details open>
+                <summary>"Output of the process that failed"</summary>
+                <pre class="output" data-testid="failed-output">{o}</pre>
+            </details>
+        }
+    });
+    let cancel_form = rollout.running.then(|| {
+        view! {
+            <ActionForm action=cancel>
+                <input type="hidden" name="app" value=app.clone() />
+                <button type="submit" class="button button-secondary">"Cancel rollout"</button>
+            </ActionForm>
+        }
+    });
+    let state = rollout.state.clone();
+    let who = format!("Promotion {} by {}", rollout.id, rollout.actor);
+    view! {
+        <section class=class aria-labelledby="rollout-title" data-testid="rollout" data-state=state>
+            <div class="card-header">
+                <h2 id="rollout-title">{title}</h2>
+                {cancel_form}
+            </div>
+            <p class="muted small">{who}</p>
+            {reason}
+            <ol class="steps" aria-live="polite">
+                {rollout.events.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}
+            </ol>
+            {output}
+        </section>
+    }
+}

@@ -1,0 +1,164 @@
+//! Console SSR benchmark (`make bench`, or `cargo bench -p server --bench console`).
+//!
+//! Serves the real application (release build, SQLite) with an app of 10,000 releases and, in
+//! the same run, a bare axum handler that answers a static page of exactly the same size. Each
+//! is loaded with `wrk` (Debian's) for the same time and connections; prints a Markdown table
+//! with requests/s, p50 and p99 latency and the throughput ratio (goal ≥ 0.5). Results are kept
+//! in docs/benchmarks.md.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+const RELEASES: usize = 10_000;
+const PAGE: &str = "/apps/bench/releases";
+
+/// wrk's settings: two threads (the machine's cores are shared with the server), 32
+/// connections, 10 seconds.
+const WRK_ARGS: [&str; 6] = ["-t2", "-c32", "-d10s", "--latency", "--timeout", "5s"];
+
+struct Load {
+    requests_per_sec: f64,
+    p50: String,
+    p99: String,
+    non_2xx: bool,
+}
+
+fn wrk(url: &str) -> Load {
+    let out = Command::new("wrk")
+        .args(WRK_ARGS)
+        .arg(url)
+        .output()
+        .expect("wrk runs (make bench installs it from Debian)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
+    };
+    Load {
+        requests_per_sec: field("Requests/sec:").parse().expect("requests/sec"),
+        p50: field("50%"),
+        p99: field("99%"),
+        non_2xx: text.contains("Non-2xx"),
+    }
+}
+
+async fn seed(data_dir: &std::path::Path) -> Duration {
+    let router = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let engine = engine::Engine::start(
+        engine::EngineConfig::new(
+            data_dir.join("slipway.db").display().to_string(),
+            data_dir.to_path_buf(),
+        ),
+        router,
+    )
+    .await
+    .expect("engine starts");
+    let app = engine::AppName::parse("bench").expect("name");
+    let actor = engine::Actor::new("bench");
+    engine.create_app(&app, &actor).await.expect("app");
+    let start = Instant::now();
+    for i in 0..RELEASES {
+        let change = engine::EnvChange::set_from_args([format!("COUNTER={i}")]).expect("change");
+        engine
+            .change_env(&app, &change, None, None, &actor)
+            .await
+            .expect("env change");
+    }
+    let took = start.elapsed();
+    engine.shutdown().await;
+    took
+}
+
+#[tokio::main]
+async fn main() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let seeded_in = seed(&data_dir).await;
+
+    // The real application, on port 0, with the seeded data dir.
+    let config = server::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        router_listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: data_dir.clone(),
+        database_url: None,
+        examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+    };
+    let listener = TcpListener::bind(config.listen).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        server::serve(&config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let url = format!("http://{addr}{PAGE}");
+    let client = reqwest::Client::new();
+    let mut page = String::new();
+    for _ in 0..100 {
+        match client.get(&url).send().await {
+            Ok(res) if res.status().is_success() => {
+                page = res.text().await.expect("body");
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        page.contains("data-release="),
+        "the Releases page did not render"
+    );
+
+    // A bare axum handler answering a page of the same size.
+    let same_size = "x".repeat(page.len());
+    let bare = axum::Router::new().route(
+        PAGE,
+        axum::routing::get(move || {
+            let body = same_size.clone();
+            async move { axum::response::Html(body) }
+        }),
+    );
+    let bare_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bare_addr = bare_listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(bare_listener, bare).await });
+
+    // wrk blocks: run it off the runtime so both servers keep running.
+    let console = tokio::task::spawn_blocking(move || wrk(&url))
+        .await
+        .expect("wrk");
+    let bare_url = format!("http://{bare_addr}{PAGE}");
+    let bare = tokio::task::spawn_blocking(move || wrk(&bare_url))
+        .await
+        .expect("wrk");
+    assert!(
+        !console.non_2xx && !bare.non_2xx,
+        "non-2xx answers during the load"
+    );
+
+    let ratio = console.requests_per_sec / bare.requests_per_sec;
+    println!("## Console SSR: Releases page with {RELEASES} releases\n");
+    println!("Command: `wrk {}` against each, one after the other in one run; page size {} bytes (first 50 releases); seeding took {:.1} s.\n", WRK_ARGS.join(" "), page.len(), seeded_in.as_secs_f64());
+    println!("| server | requests/s | p50 | p99 |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| Slipway Console, `GET {PAGE}` (SSR) | {:.0} | {} | {} |",
+        console.requests_per_sec, console.p50, console.p99
+    );
+    println!(
+        "| bare axum, static page of the same size | {:.0} | {} | {} |",
+        bare.requests_per_sec, bare.p50, bare.p99
+    );
+    println!(
+        "\nRatio Console / bare: {ratio:.2} (goal ≥ 0.5) {}",
+        if ratio >= 0.5 { "✅" } else { "❌" }
+    );
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+}
