@@ -34,7 +34,7 @@ test-deps:
 	scripts/bootstrap.sh test
 
 build: deps
-	cargo leptos build --release
+	cargo leptos build --release --split
 
 run: build
 	env $(LEPTOS_ENV_VARS) \

@@ -48,3 +48,15 @@ pub fn AppNav(app: String, current: &'static str) -> impl IntoView {
         </nav>
     }
 }
+
+/// The error of a form that was posted without JavaScript: the server function redirected back
+/// to the page with it in the URL. (With JavaScript, a `LiveRegion` shows errors in place.)
+#[component]
+pub fn ActionError() -> impl IntoView {
+    use leptos::server_fn::error::ServerFnUrlError;
+    let message = use_context::<leptos::server::ServerActionError>()
+        .map(|e| ServerFnUrlError::<AppError>::decode_err(e.err()).to_string());
+    message.map(|m| {
+        view! { <p class="notice notice-error" role="alert" data-testid="action-error">{m}</p> }
+    })
+}

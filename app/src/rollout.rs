@@ -4,6 +4,7 @@
 
 use crate::AppError;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use serde::{Deserialize, Serialize};
 
 /// The app's newest promotion, with its steps: what the rollout panel shows.
@@ -69,34 +70,9 @@ pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
     Ok(p.state.to_string())
 }
 
-/// The newest rollout, kept live in the browser (for pages where nothing else changes with it).
-#[island]
-pub fn LiveRollout(app: String, rollout: Option<RolloutView>) -> impl IntoView {
-    let cancel = ServerAction::<CancelRollout>::new();
-    let live = crate::live::use_app_events(app.clone());
-    let fetch_app = app.clone();
-    let rollout = crate::live::refreshed(
-        rollout,
-        move || {
-            live.track();
-            cancel.version().track();
-        },
-        move || get_rollout(fetch_app.clone()),
-    );
-    move || {
-        rollout
-            .get()
-            .map(|r| view! { <RolloutPanel app=app.clone() rollout=r cancel /> })
-    }
-}
-
 /// One rollout: title by state, who started it, the reason, the steps, and Cancel.
 #[component]
-pub fn RolloutPanel(
-    app: String,
-    rollout: RolloutView,
-    cancel: ServerAction<CancelRollout>,
-) -> impl IntoView {
+pub fn RolloutPanel(app: String, rollout: RolloutView) -> impl IntoView {
     let (class, title) = match rollout.state.as_str() {
         "running" => (
             "card rollout rollout-running",
@@ -133,10 +109,10 @@ pub fn RolloutPanel(
     });
     let cancel_form = rollout.running.then(|| {
         view! {
-            <ActionForm action=cancel>
+            <form method="post" action=CancelRollout::url() data-success="Rollout {}." data-result="cancel-result">
                 <input type="hidden" name="app" value=app.clone() />
                 <button type="submit" class="button button-secondary">"Cancel rollout"</button>
-            </ActionForm>
+            </form>
         }
     });
     let state = rollout.state.clone();

@@ -3,6 +3,7 @@
 
 use crate::{components::ErrorList, AppError};
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
 
@@ -148,10 +149,15 @@ pub fn AppsPage() -> impl IntoView {
         <div class="page-header">
             <h1>"Apps"</h1>
         </div>
+        <crate::components::ActionError />
         <Suspense fallback=|| view! { <p class="muted">"Loading apps…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    apps.await.map(|apps| view! { <AppsLive apps /> })
+                    apps.await.map(|apps| view! {
+                        <crate::live::LiveRegion app=None id="apps-live".to_string()>
+                            <AppsContent apps />
+                        </crate::live::LiveRegion>
+                    })
                 })}
             </ErrorBoundary>
         </Suspense>
@@ -171,38 +177,18 @@ pub fn AppsPage() -> impl IntoView {
     }
 }
 
-/// The apps (or, with none, how to get a first one), refreshed after a deploy.
-#[island]
-fn AppsLive(apps: Vec<AppRow>) -> impl IntoView {
-    let deploy = ServerAction::<DeployExample>::new();
-    let apps = crate::live::refreshed(apps, move || deploy.version().track(), list_apps);
-    let result = move || {
-        deploy.value().get().map(|result| match result {
-            Ok(app) => view! {
-                <p class="notice notice-success" role="status">
-                    "Deploying " <code>{app.clone()}</code> ": follow the rollout on its "
-                    <a href=format!("/apps/{app}/releases")>"Releases"</a> " page."
-                </p>
-            }
-            .into_any(),
-            Err(e) => {
-                view! { <p class="notice notice-error" role="alert">{e.to_string()}</p> }.into_any()
-            }
-        })
-    };
-    let list = move || {
-        let apps = apps.get();
-        if apps.is_empty() {
-            view! { <EmptyState deploy /> }.into_any()
-        } else {
-            view! { <AppsTable apps /> }.into_any()
-        }
-    };
-    view! { {list} {result} }
+/// The apps or, with none, how to get a first one.
+#[component]
+fn AppsContent(apps: Vec<AppRow>) -> impl IntoView {
+    if apps.is_empty() {
+        view! { <EmptyState /> }.into_any()
+    } else {
+        view! { <AppsTable apps /> }.into_any()
+    }
 }
 
 #[component]
-fn EmptyState(deploy: ServerAction<DeployExample>) -> impl IntoView {
+fn EmptyState() -> impl IntoView {
     view! {
         <section class="card empty-state" aria-labelledby="no-apps">
             <h2 id="no-apps">"No apps yet"</h2>
@@ -211,12 +197,16 @@ fn EmptyState(deploy: ServerAction<DeployExample>) -> impl IntoView {
                 ". Try it with the example app: it is built from " <code>"examples/hello"</code>
                 ", promoted, and served at " <code>"http://hello.localhost:8080"</code> "."
             </p>
-            <ActionForm action=deploy>
-                <button type="submit" class="button button-primary" data-testid="deploy-example"
-                    disabled=move || deploy.pending().get()>
-                    {move || if deploy.pending().get() { "Deploying…" } else { "Deploy the example app" }}
+            <form
+                method="post"
+                action=DeployExample::url()
+                data-success="Deploying {}: follow the rollout on its Releases page."
+                data-result="deploy-result"
+            >
+                <button type="submit" class="button button-primary" data-testid="deploy-example">
+                    "Deploy the example app"
                 </button>
-            </ActionForm>
+            </form>
             <p class="muted small">
                 "Or from a shell: " <code>"slipway apps create hello && slipway -a hello deploy examples/hello"</code>
             </p>

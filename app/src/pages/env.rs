@@ -5,7 +5,8 @@
 //! the user's edits stay on the page.
 
 use crate::error::FieldMessage;
-use crate::rollout::{LiveRollout, RolloutView};
+use crate::live::LiveRegion;
+use crate::rollout::{RolloutPanel, RolloutView};
 use crate::{components::ErrorList, AppError};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -266,14 +267,18 @@ pub fn EnvPage() -> impl IntoView {
         <div class="page-header">
             <h1>"Environment of " <code>{app}</code></h1>
         </div>
+        <crate::components::ActionError />
         <Suspense fallback=|| view! { <p class="muted">"Loading the environment…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
                     data.await.map(|(data, rollout): (EnvEditorData, Option<RolloutView>)| {
                         let app = data.app.clone();
+                        let panel = rollout.map(|r| view! { <RolloutPanel app=app.clone() rollout=r /> });
                         view! {
                             <EnvEditor data />
-                            <LiveRollout app rollout />
+                            <LiveRegion app=Some(app.clone()) id="env-rollout".to_string()>
+                                {panel}
+                            </LiveRegion>
                         }
                     })
                 })}
@@ -339,7 +344,7 @@ enum Last {
     Apply,
 }
 
-#[island]
+#[island(lazy)]
 fn EnvEditor(data: EnvEditorData) -> impl IntoView {
     let app = data.app.clone();
     let data = RwSignal::new(data);

@@ -7,6 +7,7 @@ use crate::{
     AppError,
 };
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::{components::A, hooks::use_params_map};
 use serde::{Deserialize, Serialize};
@@ -132,45 +133,21 @@ pub fn ReleasePage() -> impl IntoView {
         <div class="page-header">
             <h1>"Release " <code>{id}</code></h1>
         </div>
+        <crate::components::ActionError />
         <Suspense fallback=|| view! { <p class="muted">"Loading the release…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    detail.await.map(|detail| view! { <ReleaseView detail /> })
+                    detail.await.map(|detail| {
+                        let app = Some(detail.app.clone());
+                        view! {
+                            <crate::live::LiveRegion app id="release-live".to_string()>
+                                <ReleaseView detail />
+                            </crate::live::LiveRegion>
+                        }
+                    })
                 })}
             </ErrorBoundary>
         </Suspense>
-    }
-}
-
-/// Rollback to this release, and what came of it.
-#[island]
-fn RollbackButton(app: String, release: String) -> impl IntoView {
-    let rollback = ServerAction::<RollbackRelease>::new();
-    let releases = format!("/apps/{app}/releases");
-    let result = move || {
-        rollback.value().get().map(|result| match result {
-            Ok(new) => view! {
-                <p class="notice notice-success" role="status" data-testid="rollback-result">
-                    "Created " <code>{new}</code> " from this release and started promoting it: "
-                    <a href=releases.clone()>"follow it on the Releases tab"</a> "."
-                </p>
-            }
-            .into_any(),
-            Err(e) => view! {
-                <p class="notice notice-error" role="alert" data-testid="rollback-result">{e.to_string()}</p>
-            }
-            .into_any(),
-        })
-    };
-    view! {
-        <div class="rollback">
-            <ActionForm action=rollback>
-                <input type="hidden" name="app" value=app />
-                <input type="hidden" name="release" value=release />
-                <button type="submit" class="button">"Rollback to this release"</button>
-            </ActionForm>
-            {result}
-        </div>
     }
 }
 
@@ -178,7 +155,18 @@ fn RollbackButton(app: String, release: String) -> impl IntoView {
 fn ReleaseView(detail: ReleaseDetail) -> impl IntoView {
     let rollback_form = (!detail.active && detail.build.is_some()).then(|| {
         let (app, release) = (detail.app.clone(), detail.id.clone());
-        view! { <RollbackButton app release /> }
+        view! {
+            <form
+                method="post"
+                action=RollbackRelease::url()
+                data-success="Created {} from this release and started promoting it: follow it on the Releases tab."
+                data-result="rollback-result"
+            >
+                <input type="hidden" name="app" value=app />
+                <input type="hidden" name="release" value=release />
+                <button type="submit" class="button">"Rollback to this release"</button>
+            </form>
+        }
     });
     let diff = detail.active_release.clone().map(|active| {
         let changes = detail.changes.clone();

@@ -1,9 +1,11 @@
 //! The Releases page (`/apps/:app/releases`): the app's immutable releases newest first, like
 //! `convox releases`, with Promote on every release that is not active.
 
-use crate::rollout::{CancelRollout, RolloutPanel, RolloutView};
+use crate::live::LiveRegion;
+use crate::rollout::{RolloutPanel, RolloutView};
 use crate::{components::ErrorList, AppError};
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
@@ -143,67 +145,38 @@ pub fn ReleasesPage() -> impl IntoView {
         <div class="page-header">
             <h1>"Releases of " <code>{app}</code></h1>
         </div>
+        <crate::components::ActionError />
         <Suspense fallback=|| view! { <p class="muted">"Loading releases…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    page.await.map(|page| view! { <ReleasesLive page /> })
+                    page.await.map(|page| {
+                        let app = Some(page.app.clone());
+                        view! {
+                            <LiveRegion app id="releases-live".to_string()>
+                                <ReleasesContent page />
+                            </LiveRegion>
+                        }
+                    })
                 })}
             </ErrorBoundary>
         </Suspense>
     }
 }
 
-/// The interactive part of the Releases page: the rollout panel, the table with Promote, and
-/// in the browser both refreshed on every engine event of the app.
-#[island]
-fn ReleasesLive(page: ReleasesPage) -> impl IntoView {
-    let promote = ServerAction::<PromoteRelease>::new();
-    let cancel = ServerAction::<CancelRollout>::new();
-    let live = crate::live::use_app_events(page.app.clone());
-    let (app, before) = (page.app.clone(), page.before);
-    let page = crate::live::refreshed(
-        page,
-        move || {
-            live.track();
-            promote.version().track();
-            cancel.version().track();
-        },
-        move || get_releases(app.clone(), before),
-    );
-    let result = move || {
-        promote.value().get().map(|result| match result {
-            Ok(id) => view! {
-                <p class="notice notice-success" role="status" data-testid="promote-result">
-                    "Promotion " <code>{id}</code> " started."
-                </p>
-            }
-            .into_any(),
-            Err(e) => view! {
-                <p class="notice notice-error" role="alert" data-testid="promote-result">{e.to_string()}</p>
-            }
-            .into_any(),
-        })
-    };
-    let content = move || {
-        let page = page.get();
-        let rollout = page
-            .latest_rollout
-            .clone()
-            .map(|r| view! { <RolloutPanel app=page.app.clone() rollout=r cancel /> });
-        view! { {rollout} <ReleasesTable page promote /> }
-    };
-    view! { {result} {content} }
+/// The newest rollout and the table; server-rendered, kept live by the `LiveRegion` around it.
+#[component]
+fn ReleasesContent(page: ReleasesPage) -> impl IntoView {
+    let rollout = page
+        .latest_rollout
+        .clone()
+        .map(|r| view! { <RolloutPanel app=page.app.clone() rollout=r /> });
+    view! { {rollout} <ReleasesTable page /> }
 }
 
 /// Promote with a confirmation that says what will change. Native `<details>`, so it works
 /// without JavaScript too.
 #[component]
-fn PromoteConfirm(
-    app: String,
-    release: String,
-    changes: Vec<String>,
-    promote: ServerAction<PromoteRelease>,
-) -> impl IntoView {
+fn PromoteConfirm(app: String, release: String, changes: Vec<String>) -> impl IntoView {
     let changes = if changes.is_empty() {
         view! { <li>"nothing: same build and environment"</li> }.into_any()
     } else {
@@ -215,18 +188,23 @@ fn PromoteConfirm(
     };
     let label = format!("Promote {release}");
     view! {
-        <details class="confirm">
+        <details class="confirm" data-keep=format!("promote-{release}")>
             <summary class="button">"Promote…"</summary>
             <div class="confirm-body">
                 <p>"Compared with the active release:"</p>
                 <ul>{changes}</ul>
-                <ActionForm action=promote>
+                <form
+                    method="post"
+                    action=PromoteRelease::url()
+                    data-success="Promotion {} started."
+                    data-result="promote-result"
+                >
                     <input type="hidden" name="app" value=app />
-                    <input type="hidden" name="release" value=release />
+                    <input type="hidden" name="release" value=release.clone() />
                     <button type="submit" class="button button-primary" aria-label=label.clone()>
                         {label.clone()}
                     </button>
-                </ActionForm>
+                </form>
             </div>
         </details>
     }
@@ -234,7 +212,7 @@ fn PromoteConfirm(
 }
 
 #[component]
-fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> impl IntoView {
+fn ReleasesTable(page: ReleasesPage) -> impl IntoView {
     if page.rows.is_empty() {
         return view! {
             <section class="card empty-state">
@@ -296,7 +274,7 @@ fn ReleasesTable(page: ReleasesPage, promote: ServerAction<PromoteRelease>) -> i
                                     <td>{r.description.clone()}</td>
                                     <td>
                                         {can_promote.then(move || view! {
-                                            <PromoteConfirm app=app.clone() release=rid.clone() changes=r.changes.clone() promote />
+                                            <PromoteConfirm app=app.clone() release=rid.clone() changes=r.changes.clone() />
                                         })}
                                     </td>
                                 </tr>
