@@ -1,10 +1,12 @@
 // Starts the real release server (target/release/slipway-server) on a free port with a fresh
 // data dir, waits (bounded) for /healthz, and returns the teardown that stops it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+
+import { ADMIN_PASSWORD, ADMIN_STATE } from "./auth";
 
 const repoRoot = path.resolve(__dirname, "..");
 const outputDir = path.join(__dirname, "output");
@@ -54,6 +56,28 @@ async function waitForHealthz(url: string, child: ChildProcess): Promise<void> {
   throw new Error(`slipway-server not healthy after ${STARTUP_TIMEOUT_MS} ms: ${lastError}`);
 }
 
+/** Signs in as admin the way the Console's form does and saves the session for the tests. */
+async function signIn(baseURL: string): Promise<void> {
+  const res = await fetch(`${baseURL}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+    body: new URLSearchParams({ username: "admin", password: ADMIN_PASSWORD, next: "/" }).toString(),
+  });
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith("slipway_session="));
+  if (!res.ok || !cookie) throw new Error(`signing in as admin failed: HTTP ${res.status}`);
+  const value = cookie.split(";")[0].slice("slipway_session=".length);
+  mkdirSync(path.dirname(ADMIN_STATE), { recursive: true });
+  writeFileSync(
+    ADMIN_STATE,
+    JSON.stringify({
+      cookies: [
+        { name: "slipway_session", value, domain: "127.0.0.1", path: "/", expires: -1, httpOnly: true, secure: false, sameSite: "Strict" },
+      ],
+      origins: [],
+    }),
+  );
+}
+
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const bin =
     process.env.SLIPWAY_SERVER_BIN ??
@@ -79,6 +103,8 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     LEPTOS_ENV: "PROD",
     RUST_LOG: process.env.RUST_LOG ?? "info",
   });
+  // The first admin's password (the server creates `admin` with it on its empty database).
+  Object.assign(env, { SLIPWAY_ADMIN_PASSWORD: ADMIN_PASSWORD });
   const args = [
     "--listen", `127.0.0.1:${port}`,
     "--router-listen", "127.0.0.1:0",
@@ -106,5 +132,6 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     throw e;
   }
   process.env.SLIPWAY_E2E_BASE_URL = baseURL;
+  await signIn(baseURL);
   return stop;
 }

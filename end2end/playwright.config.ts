@@ -1,4 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
+import { ADMIN_STATE } from "./auth";
 
 // global-setup.ts starts the release slipway-server on a free port and exports its URL here.
 const baseURL = process.env.SLIPWAY_E2E_BASE_URL;
@@ -16,6 +17,8 @@ export default defineConfig({
   reporter: [["list"]],
   use: {
     baseURL,
+    // Signed in as admin (global-setup.ts); tests that need someone else make their own context.
+    storageState: ADMIN_STATE,
     trace: "retain-on-failure",
     screenshot: "only-on-failure",
   },

@@ -11,6 +11,8 @@ pub mod context;
 pub mod error;
 pub mod live;
 pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod policy;
 pub mod rollout;
 
 use leptos::prelude::*;
@@ -47,6 +49,46 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Who is signed in, and Sign out (a plain form). Rendered on the server only.
+#[component]
+fn UserMenu() -> impl IntoView {
+    use leptos::server_fn::ServerFn;
+    #[cfg(feature = "ssr")]
+    let who = context::caller().map(|p| (p.user.to_string(), p.role.to_string()));
+    #[cfg(not(feature = "ssr"))]
+    let who: Option<(String, String)> = None;
+    who.map(|(user, role)| {
+        view! {
+            <div class="user-menu">
+                <span class="whoami" data-testid="whoami">
+                    {user} " " <span class="muted small">{format!("({role})")}</span>
+                </span>
+                <form method="post" action=pages::login::Logout::url()>
+                    <button type="submit" class="button button-secondary button-small">"Sign out"</button>
+                </form>
+            </div>
+        }
+    })
+}
+
+/// The header's links for the signed-in: Audit log, Tokens, and Users for an admin.
+/// Rendered on the server only.
+#[component]
+fn NavLinks() -> impl IntoView {
+    // `Some(is_admin)` when someone is signed in.
+    #[cfg(feature = "ssr")]
+    let signed_in = context::caller().map(|p| p.role.allows(engine::Role::Admin));
+    #[cfg(not(feature = "ssr"))]
+    let signed_in: Option<bool> = None;
+    signed_in.map(|admin| {
+        view! {
+            <A href="/audit">"Audit log"</A>
+            <A href="/tokens">"Tokens"</A>
+            {admin.then(|| view! { <A href="/users">"Users"</A> })}
+        }
+    })
+}
+
 /// The Console: header, navigation and routes.
 #[component]
 pub fn App() -> impl IntoView {
@@ -67,7 +109,9 @@ pub fn App() -> impl IntoView {
                     </A>
                     <nav aria-label="Main">
                         <A href="/" exact=true>"Apps"</A>
+                        <NavLinks />
                     </nav>
+                    <UserMenu />
                 </div>
             </header>
             // `data-hydrated` turns "true" once the page's islands are interactive.
@@ -76,6 +120,7 @@ pub fn App() -> impl IntoView {
                     // Async: the whole page (server fn data included) is in the first response,
                     // so it renders, and its forms work, without JavaScript.
                     <Route path=path!("") view=pages::apps::AppsPage ssr=SsrMode::Async />
+                    <Route path=path!("login") view=pages::login::LoginPage ssr=SsrMode::Async />
                     <Route
                         path=path!("apps/:app/releases/:id")
                         view=pages::release::ReleasePage
@@ -96,6 +141,9 @@ pub fn App() -> impl IntoView {
                         view=pages::env::EnvPage
                         ssr=SsrMode::Async
                     />
+                    <Route path=path!("audit") view=pages::audit::AuditPage ssr=SsrMode::Async />
+                    <Route path=path!("tokens") view=pages::tokens::TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("users") view=pages::users::UsersPage ssr=SsrMode::Async />
                 </Routes>
             </main>
             <footer class="footer container">

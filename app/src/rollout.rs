@@ -66,7 +66,7 @@ pub async fn get_rollout(app: String) -> Result<Option<RolloutView>, AppError> {
 pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
-    let p = ctx.engine.cancel(&app, &crate::context::actor()).await?;
+    let p = ctx.engine.cancel(&app, &crate::context::actor()?).await?;
     Ok(p.state.to_string())
 }
 

@@ -1,6 +1,7 @@
 import { expect, test, type Browser } from "@playwright/test";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
+import { ADMIN_STATE } from "../auth";
 
 // Time from navigation to interactive for the Releases tab in Debian's Chromium: the moment
 // the last island has hydrated (`main[data-hydrated="true"]`, set by the HydrationMark island,
@@ -13,7 +14,7 @@ const PAGE = "/apps/hello/releases";
 type Sample = { domContentLoaded: number; load: number; interactive: number };
 
 async function measure(browser: Browser, warm: boolean): Promise<Sample> {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ storageState: ADMIN_STATE });
   const page = await context.newPage();
   await page.addInitScript(() => {
     const w = window as unknown as { __interactiveAt?: number };

@@ -1,5 +1,6 @@
 import { expect, test, type Page } from "@playwright/test";
 import path from "node:path";
+import { ADMIN_STATE } from "../auth";
 
 // One server serves every test (global-setup.ts), and tests run in this order: the empty
 // Console first, then the example app is deployed and promoted.
@@ -46,7 +47,7 @@ async function waitForStatus(page: Page, app: string, release: string, status: s
 }
 
 test("an empty Console tells a newcomer what to do, without JavaScript too", async ({ browser }) => {
-  const context = await browser.newContext({ javaScriptEnabled: false });
+  const context = await browser.newContext({ javaScriptEnabled: false, storageState: ADMIN_STATE });
   const page = await context.newPage();
   const response = await page.goto("/");
   expect(response?.status()).toBe(200);
@@ -109,7 +110,7 @@ test("promote an older release and watch it become active", async ({ page }) => 
 });
 
 test("the Promote form works without JavaScript", async ({ browser }) => {
-  const context = await browser.newContext({ javaScriptEnabled: false });
+  const context = await browser.newContext({ javaScriptEnabled: false, storageState: ADMIN_STATE });
   const page = await context.newPage();
   await page.goto("/apps/hello/releases");
   const ids = await releaseIds(page);
@@ -342,7 +343,7 @@ test("an edit made stale by another page is refused, with the user's edits kept"
 
 test("Apply Changes works without JavaScript", async ({ browser, page }) => {
   await waitForNoRollout(page, "hello");
-  const context = await browser.newContext({ javaScriptEnabled: false });
+  const context = await browser.newContext({ javaScriptEnabled: false, storageState: ADMIN_STATE });
   const noJs = await context.newPage();
   await noJs.goto("/apps/hello/env");
   await expect(noJs.getByRole("button", { name: "Preview changes" })).toBeHidden();

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 const RELEASES: usize = 10_000;
 const PAGE: &str = "/apps/bench/releases";
+const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// wrk's settings: two threads (the machine's cores are shared with the server), 32
 /// connections, 10 seconds.
@@ -24,9 +25,10 @@ struct Load {
     non_2xx: bool,
 }
 
-fn wrk(url: &str) -> Load {
+fn wrk(url: &str, token: &str) -> Load {
     let out = Command::new("wrk")
         .args(WRK_ARGS)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
         .arg(url)
         .output()
         .expect("wrk runs (make bench installs it from Debian)");
@@ -88,6 +90,10 @@ async fn main() {
         data_dir: data_dir.clone(),
         database_url: None,
         examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        secure_cookies: false,
+        auth: engine::AuthConfig::default(),
+        clock: None,
     };
     let listener = TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -100,9 +106,24 @@ async fn main() {
     });
     let url = format!("http://{addr}{PAGE}");
     let client = reqwest::Client::new();
+    // Every request is signed in (an API token), as a real user's are.
+    let mut token = String::new();
+    for _ in 0..100 {
+        let res = client
+            .post(format!("http://{addr}/api/v1/login"))
+            .json(&serde_json::json!({ "user": "admin", "password": ADMIN_PASSWORD }))
+            .send()
+            .await;
+        if let Ok(res) = res {
+            let body: serde_json::Value = res.json().await.expect("JSON");
+            token = body["token"].as_str().expect("token").to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut page = String::new();
     for _ in 0..100 {
-        match client.get(&url).send().await {
+        match client.get(&url).bearer_auth(&token).send().await {
             Ok(res) if res.status().is_success() => {
                 page = res.text().await.expect("body");
                 break;
@@ -129,11 +150,12 @@ async fn main() {
     tokio::spawn(async move { axum::serve(bare_listener, bare).await });
 
     // wrk blocks: run it off the runtime so both servers keep running.
-    let console = tokio::task::spawn_blocking(move || wrk(&url))
+    let t = token.clone();
+    let console = tokio::task::spawn_blocking(move || wrk(&url, &t))
         .await
         .expect("wrk");
     let bare_url = format!("http://{bare_addr}{PAGE}");
-    let bare = tokio::task::spawn_blocking(move || wrk(&bare_url))
+    let bare = tokio::task::spawn_blocking(move || wrk(&bare_url, &token))
         .await
         .expect("wrk");
     assert!(
@@ -143,7 +165,7 @@ async fn main() {
 
     let ratio = console.requests_per_sec / bare.requests_per_sec;
     println!("## Console SSR: Releases page with {RELEASES} releases\n");
-    println!("Command: `wrk {}` against each, one after the other in one run; page size {} bytes (first 50 releases); seeding took {:.1} s.\n", WRK_ARGS.join(" "), page.len(), seeded_in.as_secs_f64());
+    println!("Command: `wrk {} -H 'Authorization: Bearer …'` against each, one after the other in one run; page size {} bytes (first 50 releases); seeding took {:.1} s.\n", WRK_ARGS.join(" "), page.len(), seeded_in.as_secs_f64());
     println!("| server | requests/s | p50 | p99 |");
     println!("| --- | --- | --- | --- |");
     println!(

@@ -35,6 +35,35 @@ pub struct Config {
     /// `<examples-dir>/hello`).
     #[arg(long, env = "SLIPWAY_EXAMPLES_DIR", default_value = "./examples")]
     pub examples_dir: PathBuf,
+
+    /// Password of the `admin` user created at the first start (with an empty database).
+    /// Without it a random one is generated and printed once to the log.
+    #[arg(long, env = "SLIPWAY_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Mark the session cookie `Secure` (set this when the Console is served over https,
+    /// e.g. behind a TLS proxy; `X-Forwarded-Proto: https` also does it per request).
+    #[arg(long, env = "SLIPWAY_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Password hashing cost, session lifetimes and sign-in limits (not flags: tests make
+    /// hashing fast and sessions short).
+    #[arg(skip)]
+    pub auth: engine::AuthConfig,
+
+    /// The clock sessions and sign-in limits read (tests move it instead of sleeping).
+    #[arg(skip)]
+    pub clock: Option<AuthClock>,
+}
+
+/// A replacement clock for [`engine::Auth`].
+#[derive(Clone)]
+pub struct AuthClock(pub engine::auth::Clock);
+
+impl std::fmt::Debug for AuthClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthClock")
+    }
 }
 
 impl Config {

@@ -1,7 +1,11 @@
 //! slipway-server as a library: configuration, the axum [`Router`] with the Console mounted,
 //! and [`serve`], so tests can start the real application on port 0.
 
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod api;
+pub mod auth;
 pub mod config;
 
 use app::{context::ConsoleContext, shell, App};
@@ -25,6 +29,8 @@ pub struct AppState {
     pub console: ConsoleContext,
     /// The same engine as `console.engine`, for the JSON API's handlers.
     pub engine: engine::Engine,
+    /// Users, sessions, tokens and the audit log (the same as `console.auth`).
+    pub auth: engine::Auth,
     /// Ends the API's event streams when the server shuts down.
     pub shutdown: api::ShutdownSignal,
 }
@@ -33,14 +39,21 @@ impl AppState {
     pub fn new(
         leptos_options: LeptosOptions,
         engine: engine::Engine,
+        auth: engine::Auth,
         examples_dir: PathBuf,
     ) -> Self {
         // Never fires unless replaced through `with_shutdown` (as `serve` does).
         let (_, shutdown) = api::ShutdownSignal::new();
         Self {
             leptos_options,
-            console: ConsoleContext::new(SystemTime::now(), engine.clone(), examples_dir),
+            console: ConsoleContext::new(
+                SystemTime::now(),
+                engine.clone(),
+                auth.clone(),
+                examples_dir,
+            ),
             engine,
+            auth,
             shutdown,
         }
     }
@@ -98,6 +111,11 @@ pub fn build_router(state: AppState) -> Router {
             AppState,
             _,
         >(context, shell))
+        // Every request, pages and API alike, passes the one access check (and audit).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -144,9 +162,24 @@ pub async fn serve(
         router_listener,
     )
     .await?;
+    let mut auth = engine::Auth::new(engine.store().clone(), config.auth.clone());
+    if let Some(clock) = &config.clock {
+        auth = auth.with_clock(clock.0.clone());
+    }
+    if let Some(password) = auth
+        .bootstrap_admin(config.admin_password.as_deref())
+        .await?
+    {
+        // Shown once: the database keeps only its argon2 hash.
+        tracing::warn!(
+            "created the first user `admin` with the password {password} — it is shown only \
+             this once; sign in and change it (or start with SLIPWAY_ADMIN_PASSWORD set)"
+        );
+    }
     let (trigger, signal) = api::ShutdownSignal::new();
-    let state =
-        AppState::new(options, engine.clone(), config.examples_dir.clone()).with_shutdown(signal);
+    let mut state = AppState::new(options, engine.clone(), auth, config.examples_dir.clone())
+        .with_shutdown(signal);
+    state.console.secure_cookies = config.secure_cookies;
     let shutdown = async move {
         shutdown.await;
         // Event streams never end on their own; end them so in-flight requests can finish.
@@ -160,10 +193,13 @@ pub async fn serve(
         site_root = %state.leptos_options.site_root,
         "slipway-server ready"
     );
-    let served = axum::serve(listener, build_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve);
+    let served = axum::serve(
+        listener,
+        build_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(Error::Serve);
     // Roll back running rollouts and stop the apps' processes; they come back at the next start.
     engine.shutdown().await;
     served?;

@@ -134,7 +134,7 @@ async fn apps_and_input_errors() {
     let (status, body) = app.api_post("/apps", json!({ "name": "hello" })).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], "hello");
-    assert_eq!(body["created_by"], "api");
+    assert_eq!(body["created_by"], "admin");
 
     let (status, body) = app.api_get("/apps").await;
     assert_eq!(status, 200);
@@ -346,7 +346,7 @@ async fn builds_releases_promote_and_rollback() {
     assert_eq!(ids[1], json!(r1));
     assert_eq!(releases[1]["status"], "active");
     assert_eq!(releases[1]["active"], true);
-    assert_eq!(releases[1]["promoted_by"], "api");
+    assert_eq!(releases[1]["promoted_by"], "admin");
     assert_eq!(releases[1]["last_promotion"]["id"], json!(p1));
     assert_eq!(releases[1]["env"], json!({ "GREETING": "****" }));
     assert_eq!(releases[0]["status"], "");
@@ -640,6 +640,10 @@ async fn openapi_document_lists_exactly_the_routes() {
     // Each documented route answers a request of the right shape (an engine 404 for the
     // made-up IDs is fine; "no such route" or 405 is not).
     for (method, path) in &documented {
+        // Signing out would revoke this test's own token.
+        if path.ends_with("/logout") {
+            continue;
+        }
         let url = app.url(&fill(path));
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = app.client.request(method.clone(), &url);

@@ -165,6 +165,7 @@ async fn deploy_the_example_then_promote_an_older_release_without_javascript() {
         .build()
         .expect("client")
         .post(app.url(PromoteRelease::PATH))
+        .header("authorization", format!("Bearer {}", app.token))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("referer", &referer)
         .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")

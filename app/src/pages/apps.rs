@@ -135,8 +135,16 @@ pub async fn list_apps() -> Result<Vec<AppRow>, AppError> {
 #[server(endpoint = "deploy_example")]
 pub async fn deploy_example() -> Result<String, AppError> {
     let ctx = crate::context::console_context()?;
-    let actor = crate::context::actor();
+    let actor = crate::context::actor()?;
     Ok(ssr::deploy_example(&ctx.engine, &ctx.examples_dir, &actor).await?)
+}
+
+/// Whether the caller may deploy (the page is rendered on the server only).
+fn can_deploy() -> bool {
+    #[cfg(feature = "ssr")]
+    return crate::context::can_deploy();
+    #[cfg(not(feature = "ssr"))]
+    false
 }
 
 #[component]
@@ -153,10 +161,13 @@ pub fn AppsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading apps…"</p> }>
             <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>
                 {move || Suspend::new(async move {
-                    apps.await.map(|apps| view! {
-                        <crate::live::LiveRegion app=None id="apps-live".to_string()>
-                            <AppsContent apps />
-                        </crate::live::LiveRegion>
+                    apps.await.map(|apps| {
+                        let can_deploy = can_deploy();
+                        view! {
+                            <crate::live::LiveRegion app=None id="apps-live".to_string()>
+                                <AppsContent apps can_deploy />
+                            </crate::live::LiveRegion>
+                        }
                     })
                 })}
             </ErrorBoundary>
@@ -179,24 +190,18 @@ pub fn AppsPage() -> impl IntoView {
 
 /// The apps or, with none, how to get a first one.
 #[component]
-fn AppsContent(apps: Vec<AppRow>) -> impl IntoView {
+fn AppsContent(apps: Vec<AppRow>, can_deploy: bool) -> impl IntoView {
     if apps.is_empty() {
-        view! { <EmptyState /> }.into_any()
+        view! { <EmptyState can_deploy /> }.into_any()
     } else {
         view! { <AppsTable apps /> }.into_any()
     }
 }
 
 #[component]
-fn EmptyState() -> impl IntoView {
-    view! {
-        <section class="card empty-state" aria-labelledby="no-apps">
-            <h2 id="no-apps">"No apps yet"</h2>
-            <p>
-                "Slipway runs each app from a directory with a " <code>"slipway.yml"</code>
-                ". Try it with the example app: it is built from " <code>"examples/hello"</code>
-                ", promoted, and served at " <code>"http://hello.localhost:8080"</code> "."
-            </p>
+fn EmptyState(can_deploy: bool) -> impl IntoView {
+    let deploy = can_deploy.then(|| {
+        view! {
             <form
                 method="post"
                 action=DeployExample::url()
@@ -207,6 +212,17 @@ fn EmptyState() -> impl IntoView {
                     "Deploy the example app"
                 </button>
             </form>
+        }
+    });
+    view! {
+        <section class="card empty-state" aria-labelledby="no-apps">
+            <h2 id="no-apps">"No apps yet"</h2>
+            <p>
+                "Slipway runs each app from a directory with a " <code>"slipway.yml"</code>
+                ". Try it with the example app: it is built from " <code>"examples/hello"</code>
+                ", promoted, and served at " <code>"http://hello.localhost:8080"</code> "."
+            </p>
+            {deploy}
             <p class="muted small">
                 "Or from a shell: " <code>"slipway apps create hello && slipway -a hello deploy examples/hello"</code>
             </p>

@@ -25,6 +25,8 @@ pub struct EnvEditorData {
     pub has_build: bool,
     /// Variable names; values are only sent when revealed.
     pub keys: Vec<String>,
+    /// Whether the caller may change and reveal (viewers get a read-only list).
+    pub can_deploy: bool,
 }
 
 /// One row of the editor as the form submits it (`rows[N][key]`, ...): plain strings, so that
@@ -90,6 +92,7 @@ pub mod ssr {
             keys: newest
                 .map(|r| r.env.iter().map(|(k, _)| k.to_string()).collect())
                 .unwrap_or_default(),
+            can_deploy: false,
         })
     }
 
@@ -172,7 +175,9 @@ pub mod ssr {
 pub async fn get_env(app: String) -> Result<EnvEditorData, AppError> {
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
-    Ok(ssr::editor_data(&ctx.engine, &app).await?)
+    let mut data = ssr::editor_data(&ctx.engine, &app).await?;
+    data.can_deploy = crate::context::can_deploy();
+    Ok(data)
 }
 
 /// The value of one variable of a release, for the editor's Reveal.
@@ -214,7 +219,7 @@ pub async fn apply_env(
 ) -> Result<EnvApplied, AppError> {
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
-    let actor = crate::context::actor();
+    let actor = crate::context::actor()?;
     let edit = ssr::to_edit(rows, paste);
     let (base, _, new) = ssr::plan(&ctx.engine, &app, &base, &edit).await?;
     let change = engine::EnvChange::replace_with(&new);
@@ -274,8 +279,13 @@ pub fn EnvPage() -> impl IntoView {
                     data.await.map(|(data, rollout): (EnvEditorData, Option<RolloutView>)| {
                         let app = data.app.clone();
                         let panel = rollout.map(|r| view! { <RolloutPanel app=app.clone() rollout=r /> });
+                        let editor = if data.can_deploy {
+                            view! { <EnvEditor data /> }.into_any()
+                        } else {
+                            view! { <ReadOnlyEnv data /> }.into_any()
+                        };
                         view! {
-                            <EnvEditor data />
+                            {editor}
                             <LiveRegion app=Some(app.clone()) id="env-rollout".to_string()>
                                 {panel}
                             </LiveRegion>
@@ -284,6 +294,27 @@ pub fn EnvPage() -> impl IntoView {
                 })}
             </ErrorBoundary>
         </Suspense>
+    }
+}
+
+/// What a viewer sees: the names, values masked, and why nothing can be changed.
+#[component]
+fn ReadOnlyEnv(data: EnvEditorData) -> impl IntoView {
+    let list = if data.keys.is_empty() {
+        view! { <p class="muted">"No variables."</p> }.into_any()
+    } else {
+        view! {
+            <ul class="env-list" data-testid="env">
+                {data.keys.into_iter().map(|k| view! { <li><code>{format!("{k}=****")}</code></li> }).collect_view()}
+            </ul>
+        }
+        .into_any()
+    };
+    view! {
+        <section class="card">
+            <p class="muted">"Changing or revealing variables needs the deployer role."</p>
+            {list}
+        </section>
     }
 }
 
@@ -443,8 +474,8 @@ fn EnvEditor(data: EnvEditorData) -> impl IntoView {
                 ),
             };
         }
-        apply.value().get().and_then(|result| match result {
-            Ok(done) => Some(
+        apply.value().get().map(|result| match result {
+            Ok(done) => {
                 view! {
                     <p class="notice notice-success" role="status" data-testid="env-result">
                         "Created " <code>{done.release}</code> " (" <code>{done.description}</code> ")"
@@ -454,17 +485,17 @@ fn EnvEditor(data: EnvEditorData) -> impl IntoView {
                         }}
                     </p>
                 }
-                .into_any(),
-            ),
-            Err(AppError::Fields(_)) => Some(
+                .into_any()
+            }
+            Err(AppError::Fields(_)) => {
                 view! {
                     <p class="notice notice-error" role="alert" data-testid="env-result">
                         "Nothing was changed: fix the fields marked below."
                     </p>
                 }
-                .into_any(),
-            ),
-            Err(e @ AppError::Conflict(_)) => Some(
+                .into_any()
+            }
+            Err(e @ AppError::Conflict(_)) => {
                 view! {
                     <div class="notice notice-error" role="alert" data-testid="env-result">
                         <p>"Nothing was changed: " {e.to_string()} "."</p>
@@ -475,12 +506,12 @@ fn EnvEditor(data: EnvEditorData) -> impl IntoView {
                         </p>
                     </div>
                 }
-                .into_any(),
-            ),
-            Err(e) => Some(
+                .into_any()
+            }
+            Err(e) => {
                 view! { <p class="notice notice-error" role="alert" data-testid="env-result">{e.to_string()}</p> }
-                    .into_any(),
-            ),
+                    .into_any()
+            }
         })
     };
     let preview_view = move || {

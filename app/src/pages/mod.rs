@@ -1,6 +1,10 @@
 pub mod apps;
+pub mod audit;
 pub mod builds;
 pub mod env;
+pub mod login;
 pub mod not_found;
 pub mod release;
 pub mod releases;
+pub mod tokens;
+pub mod users;

@@ -40,6 +40,8 @@ pub struct ReleaseDetail {
     pub active_release: Option<String>,
     pub changes: Vec<String>,
     pub promotions: Vec<PromotionView>,
+    /// Whether the caller may roll back (viewers see no button).
+    pub can_deploy: bool,
 }
 
 #[cfg(feature = "ssr")]
@@ -90,6 +92,7 @@ pub mod ssr {
             active_release: active.as_ref().map(|a| a.id.to_string()),
             changes,
             promotions,
+            can_deploy: false,
         })
     }
 }
@@ -100,7 +103,9 @@ pub async fn get_release(app: String, id: String) -> Result<ReleaseDetail, AppEr
     let app = crate::context::app_name(&app)?;
     let id = engine::ReleaseId::parse(&id)
         .map_err(|_| AppError::NotFound(format!("release {id}")).with_status())?;
-    Ok(ssr::detail(&ctx.engine, &app, &id).await?)
+    let mut detail = ssr::detail(&ctx.engine, &app, &id).await?;
+    detail.can_deploy = crate::context::can_deploy();
+    Ok(detail)
 }
 
 /// Creates a new release with this release's build and environment and promotes it.
@@ -115,7 +120,7 @@ pub async fn rollback_release(app: String, release: String) -> Result<String, Ap
             &app,
             &release,
             &engine::PromoteOptions::default(),
-            &crate::context::actor(),
+            &crate::context::actor()?,
         )
         .await?;
     Ok(new.id.to_string())
@@ -153,7 +158,7 @@ pub fn ReleasePage() -> impl IntoView {
 
 #[component]
 fn ReleaseView(detail: ReleaseDetail) -> impl IntoView {
-    let rollback_form = (!detail.active && detail.build.is_some()).then(|| {
+    let rollback_form = (detail.can_deploy && !detail.active && detail.build.is_some()).then(|| {
         let (app, release) = (detail.app.clone(), detail.id.clone());
         view! {
             <form

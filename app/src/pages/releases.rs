@@ -39,6 +39,8 @@ pub struct ReleasesPage {
     /// `before` for the next (older) page, if there is one.
     pub next_before: Option<i64>,
     pub latest_rollout: Option<RolloutView>,
+    /// Whether the caller may promote (viewers see no Promote button).
+    pub can_deploy: bool,
 }
 
 #[cfg(feature = "ssr")]
@@ -89,6 +91,7 @@ pub mod ssr {
         };
         let latest_rollout = crate::rollout::ssr::latest_rollout(engine, app).await?;
         Ok(ReleasesPage {
+            can_deploy: false,
             app: app.to_string(),
             before,
             rows,
@@ -102,7 +105,9 @@ pub mod ssr {
 pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPage, AppError> {
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
-    Ok(ssr::releases_page(&ctx.engine, &app, before).await?)
+    let mut page = ssr::releases_page(&ctx.engine, &app, before).await?;
+    page.can_deploy = crate::context::can_deploy();
+    Ok(page)
 }
 
 /// Starts a rolling update to `release`; returns the promotion's ID at once.
@@ -117,7 +122,7 @@ pub async fn promote_release(app: String, release: String) -> Result<String, App
             &app,
             &release,
             &engine::PromoteOptions::default(),
-            &crate::context::actor(),
+            &crate::context::actor()?,
         )
         .await?;
     Ok(promotion.id.to_string())
@@ -253,7 +258,7 @@ fn ReleasesTable(page: ReleasesPage) -> impl IntoView {
                             } else {
                                 "status status-failed"
                             };
-                            let can_promote = !r.active && !r.promoting && r.build.is_some();
+                            let can_promote = page.can_deploy && !r.active && !r.promoting && r.build.is_some();
                             let who = match &r.promoted_by {
                                 Some(p) => format!("created by {}, promoted by {p}", r.created_by),
                                 None => format!("created by {}", r.created_by),

@@ -4,12 +4,12 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{actor, app_name, to_json, ApiJson, ApiPath, ApiResult, ApiRoute};
+use super::{app_name, to_json, ApiJson, ApiPath, ApiResult, ApiRoute, Who};
 
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
         ApiRoute::get("/apps", list),
-        ApiRoute::post("/apps", create),
+        ApiRoute::post("/apps", create).audit("app.create"),
         ApiRoute::get("/apps/{app}", show),
     ]
 }
@@ -25,11 +25,12 @@ struct CreateApp {
 }
 
 async fn create(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiJson(body): ApiJson<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = app_name(&body.name)?;
-    let app = engine.create_app(&name, &actor()).await?;
+    let app = engine.create_app(&name, &who.actor()).await?;
     Ok((StatusCode::CREATED, Json(to_json(&app)?)))
 }
 

@@ -10,12 +10,14 @@ use engine::{artifacts::MAX_ARCHIVE_BYTES, BuildId, BuildSource};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{actor, app_name, to_json, ApiError, ApiPath, ApiQuery, ApiResult, ApiRoute};
+use super::{app_name, to_json, ApiError, ApiPath, ApiQuery, ApiResult, ApiRoute, Who};
 
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
         ApiRoute::get("/apps/{app}/builds", list),
-        ApiRoute::post("/apps/{app}/builds", create).layer_body_limit(MAX_ARCHIVE_BYTES),
+        ApiRoute::post("/apps/{app}/builds", create)
+            .layer_body_limit(MAX_ARCHIVE_BYTES)
+            .audit("build.create"),
         ApiRoute::get("/apps/{app}/builds/{id}", show),
     ]
 }
@@ -52,6 +54,7 @@ struct CreateQuery {
 }
 
 async fn create(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<CreateQuery>,
@@ -73,7 +76,7 @@ async fn create(
             BuildSource::Archive(body.to_vec()),
             q.description.as_deref(),
             q.git_sha.as_deref(),
-            &actor(),
+            &who.actor(),
         )
         .await?;
     Ok((

@@ -8,14 +8,14 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    actor, app_name, release_json, releases::promote_options, to_json, ApiJson, ApiPath, ApiQuery,
-    ApiResult, ApiRoute,
+    app_name, release_json, releases::promote_options, to_json, ApiJson, ApiPath, ApiQuery,
+    ApiResult, ApiRoute, Who,
 };
 
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
         ApiRoute::get("/apps/{app}/env", show),
-        ApiRoute::post("/apps/{app}/env", change),
+        ApiRoute::post("/apps/{app}/env", change).audit("env.change"),
     ]
 }
 
@@ -63,6 +63,7 @@ struct ChangeEnv {
 }
 
 async fn change(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiJson(body): ApiJson<ChangeEnv>,
@@ -92,7 +93,7 @@ async fn change(
                 base.as_ref(),
                 body.description.as_deref(),
                 &promote_options(body.timeout),
-                &actor(),
+                &who.actor(),
             )
             .await?;
         (release, Some(promotion))
@@ -103,7 +104,7 @@ async fn change(
                 &change,
                 base.as_ref(),
                 body.description.as_deref(),
-                &actor(),
+                &who.actor(),
             )
             .await?;
         (release, None)

@@ -4,6 +4,7 @@
 //! (against the OpenAPI document in [`openapi`]) use.
 
 mod apps;
+mod auth;
 mod builds;
 mod env;
 pub mod error;
@@ -24,6 +25,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use app::policy::Need;
+use engine::Role;
 pub use error::{ApiError, ApiResult};
 
 use crate::AppState;
@@ -32,15 +35,37 @@ use crate::AppState;
 pub const PREFIX: &str = "/api/v1";
 /// Largest JSON body accepted (build uploads have their own limit).
 pub const MAX_JSON_BYTES: usize = 1024 * 1024;
-/// Who the API acts as until there are users.
-pub fn actor() -> engine::Actor {
-    engine::Actor::new("api")
+/// The signed-in caller of an API handler (the middleware in `crate::auth` has already
+/// checked the route's role); its user name is what the engine records.
+pub struct Who(pub engine::Principal);
+
+impl Who {
+    pub fn actor(&self) -> engine::Actor {
+        self.0.actor()
+    }
 }
 
-/// One route of the API: a method and a path (relative to [`PREFIX`], axum syntax).
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<app::context::Caller>()
+            .and_then(|c| c.0.clone())
+            .map(Who)
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))
+    }
+}
+
+/// One route of the API: a method and a path (relative to [`PREFIX`], axum syntax), and what
+/// calling it needs. GET routes need a viewer, POST routes a deployer, unless said otherwise;
+/// POST routes are recorded in the audit log under `audit` (or their method and path).
 pub struct ApiRoute {
     pub method: Method,
     pub path: &'static str,
+    pub need: Need,
+    pub audit: Option<&'static str>,
     handler: MethodRouter<AppState>,
 }
 
@@ -49,6 +74,8 @@ impl ApiRoute {
         ApiRoute {
             method: Method::GET,
             path,
+            need: Need::Role(Role::Viewer),
+            audit: None,
             handler: routing::get(handler),
         }
     }
@@ -57,7 +84,34 @@ impl ApiRoute {
         ApiRoute {
             method: Method::POST,
             path,
+            need: Need::Role(Role::Deployer),
+            audit: None,
             handler: routing::post(handler),
+        }
+    }
+
+    /// What calling the route needs.
+    fn needs(mut self, need: Need) -> Self {
+        self.need = need;
+        self
+    }
+
+    /// The audit log's name for the route.
+    fn audit(mut self, action: &'static str) -> Self {
+        self.audit = Some(action);
+        self
+    }
+
+    /// Whether `path` (relative to [`PREFIX`]) is this route's: `{x}` matches one segment.
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        let mut want = self.path.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return self.method == *method,
+                (Some(w), Some(g)) if w.starts_with('{') || w == g => {}
+                _ => return false,
+            }
         }
     }
 
@@ -77,7 +131,43 @@ pub fn routes() -> Vec<ApiRoute> {
     all.extend(env::routes());
     all.extend(promotions::routes());
     all.extend(events::routes());
+    all.extend(auth::routes());
     all
+}
+
+/// What an API request needs (see [`ApiRoute`]); unknown routes need a viewer, so that
+/// nothing about the API is answered to strangers. Revealing environment values
+/// (`?reveal=true`) needs a deployer and is audited.
+pub fn access(method: &Method, path: &str, query: Option<&str>) -> crate::auth::Access {
+    use crate::auth::{Access, Kind};
+    let route = routes().into_iter().find(|r| r.matches(method, path));
+    let reveal = query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "reveal" && v == "true")
+    });
+    match route {
+        Some(_) if reveal && *method == Method::GET => Access {
+            kind: Kind::Api,
+            need: Need::Role(Role::Deployer),
+            audit: Some("env.reveal".into()),
+        },
+        Some(r) => Access {
+            kind: Kind::Api,
+            need: r.need,
+            audit: match r.method {
+                Method::GET => None,
+                _ => Some(
+                    r.audit
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("{} {}", r.method, r.path)),
+                ),
+            },
+        },
+        None => Access {
+            kind: Kind::Api,
+            need: Need::Role(Role::Viewer),
+            audit: None,
+        },
+    }
 }
 
 /// `(method, full path)` of every route, for tests and the OpenAPI check.

@@ -53,6 +53,14 @@ fn op(
         "400".into(),
         error("Bad input; the message names the field"),
     );
+    responses.insert(
+        "401".into(),
+        error("Not signed in: send `Authorization: Bearer <token>`"),
+    );
+    responses.insert(
+        "403".into(),
+        error("The caller's role does not allow this, or a cross-origin request"),
+    );
     responses.insert("404".into(), error("Not found"));
     responses.insert("409".into(), error("Conflict"));
     responses.insert("413".into(), error("Body too large"));
@@ -178,6 +186,55 @@ pub fn document() -> Value {
                     vec![app()], None, "200",
                     json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}))
             },
+            format!("{p}/login"): {
+                "post": op("Sign in with a user name and password (rate-limited); answers a new API token with the user's role",
+                    vec![], Some(json_body(json!({"type": "object", "required": ["user", "password"], "properties": {
+                        "user": {"type": "string"}, "password": {"type": "string"}, "token_name": {"type": "string"}}}), true)),
+                    "201", ok("The token (shown once)", json!({"type": "object", "properties": {
+                        "token": {"type": "string"}, "id": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"}}})))
+            },
+            format!("{p}/logout"): {
+                "post": op("Revoke the API token this request was made with", vec![], None, "200", ok("Signed out", json!({"type": "object"})))
+            },
+            format!("{p}/whoami"): {
+                "get": op("The caller: user, role and how they signed in", vec![], None, "200",
+                    ok("The caller", json!({"type": "object", "properties": {"user": {"type": "string"}, "role": {"type": "string"}}})))
+            },
+            format!("{p}/tokens"): {
+                "get": op("The caller's API tokens (everyone's with all=true, admins only)",
+                    vec![query_param("all", "boolean", "Everyone's tokens")], None, "200",
+                    ok("Tokens", json!({"type": "object", "properties": {"tokens": {"type": "array", "items": schema("ApiToken")}}}))),
+                "post": op("Create an API token for the caller, with at most the caller's role",
+                    vec![], Some(json_body(json!({"type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
+                    "201", ok("The token (shown once) and its record", json!({"type": "object", "properties": {
+                        "token": {"type": "string"}, "info": schema("ApiToken")}})))
+            },
+            format!("{p}/tokens/{{id}}/revoke"): {
+                "post": op("Revoke an API token (its owner or an admin)", vec![path_param("id", "Token ID")], None, "200",
+                    ok("Revoked", json!({"type": "object"})))
+            },
+            format!("{p}/users"): {
+                "get": op("List users (admins)", vec![], None, "200",
+                    ok("Users", json!({"type": "object", "properties": {"users": {"type": "array", "items": schema("User")}}}))),
+                "post": op("Create a user (admins)", vec![], Some(json_body(json!({"type": "object", "required": ["name", "password", "role"], "properties": {
+                        "name": {"type": "string"}, "password": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
+                    "201", ok("The user", schema("User")))
+            },
+            format!("{p}/users/{{name}}"): {
+                "post": op("Change a user's role, password, or disable/enable them (admins)", vec![path_param("name", "User name")],
+                    Some(json_body(json!({"type": "object", "properties": {
+                        "role": {"type": "string"}, "disabled": {"type": "boolean"}, "password": {"type": "string"}}}), true)),
+                    "200", ok("The user", schema("User")))
+            },
+            format!("{p}/audit"): {
+                "get": op("The audit log, newest first",
+                    vec![query_param("app", "string", "Only this app"), query_param("actor", "string", "Only this user"),
+                         query_param("action", "string", "Actions starting with this"), query_param("before_seq", "integer", "Older than this entry"),
+                         query_param("limit", "integer", "At most this many (default 50)")],
+                    None, "200", ok("Entries", json!({"type": "object", "properties": {
+                        "entries": {"type": "array", "items": schema("AuditRecord")}, "next_before": {"type": ["integer", "null"]}}})))
+            },
             format!("{p}/promotions/{{id}}"): {
                 "get": op("Show a promotion with its event log", vec![path_param("id", "Promotion ID")], None, "200",
                     ok("The promotion", json!({"type": "object", "properties": {"promotion": schema("Promotion"), "events": {"type": "array", "items": schema("PromotionEvent")}}})))
@@ -185,7 +242,7 @@ pub fn document() -> Value {
         },
         "components": {"schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                "code": {"type": "string", "enum": ["invalid", "not_found", "method_not_allowed", "conflict", "too_large", "unprocessable", "internal"]},
+                "code": {"type": "string", "enum": ["invalid", "unauthenticated", "forbidden", "rate_limited", "not_found", "method_not_allowed", "conflict", "too_large", "unprocessable", "internal"]},
                 "message": {"type": "string"}}}}},
             "App": {"type": "object", "properties": {
                 "name": {"type": "string"}, "created_at": {"type": "integer"}, "created_by": {"type": "string"},
@@ -215,6 +272,16 @@ pub fn document() -> Value {
                 "reason": {"type": ["string", "null"]}, "failed_output": {"type": ["string", "null"]},
                 "deadline_ms": {"type": "integer"}, "started_at": {"type": "integer"},
                 "finished_at": {"type": ["integer", "null"]}}},
+            "ApiToken": {"type": "object", "properties": {
+                "id": {"type": "string"}, "owner": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
+                "prefix": {"type": "string"}, "created_at": {"type": "integer"},
+                "last_used_at": {"type": ["integer", "null"]}, "revoked_at": {"type": ["integer", "null"]}}},
+            "User": {"type": "object", "properties": {
+                "name": {"type": "string"}, "role": {"type": "string"}, "created_at": {"type": "integer"},
+                "disabled_at": {"type": ["integer", "null"]}}},
+            "AuditRecord": {"type": "object", "properties": {
+                "seq": {"type": "integer"}, "at": {"type": "integer"}, "actor": {"type": "string"}, "app": {"type": ["string", "null"]},
+                "action": {"type": "string"}, "target": {"type": ["string", "null"]}, "result": {"type": "string"}}},
             "PromotionEvent": {"type": "object", "properties": {
                 "promotion": {"type": "string"}, "seq": {"type": "integer"}, "at": {"type": "integer"},
                 "message": {"type": "string"}}}

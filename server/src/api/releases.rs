@@ -8,17 +8,17 @@ use serde_json::{json, Value};
 use std::{collections::BTreeMap, time::Duration};
 
 use super::{
-    actor, app_name, release_json, to_json, ApiJson, ApiPath, ApiQuery, ApiResult, ApiRoute,
+    app_name, release_json, to_json, ApiJson, ApiPath, ApiQuery, ApiResult, ApiRoute, Who,
 };
 
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
         ApiRoute::get("/apps/{app}/releases", list),
-        ApiRoute::post("/apps/{app}/releases", create),
+        ApiRoute::post("/apps/{app}/releases", create).audit("release.create"),
         ApiRoute::get("/apps/{app}/releases/{id}", show),
-        ApiRoute::post("/apps/{app}/releases/{id}/promote", promote),
-        ApiRoute::post("/apps/{app}/releases/{id}/rollback", rollback),
-        ApiRoute::post("/apps/{app}/cancel", cancel),
+        ApiRoute::post("/apps/{app}/releases/{id}/promote", promote).audit("release.promote"),
+        ApiRoute::post("/apps/{app}/releases/{id}/rollback", rollback).audit("release.rollback"),
+        ApiRoute::post("/apps/{app}/cancel", cancel).audit("promotion.cancel"),
     ]
 }
 
@@ -86,6 +86,7 @@ struct CreateRelease {
 }
 
 async fn create(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiJson(body): ApiJson<CreateRelease>,
@@ -97,7 +98,7 @@ async fn create(
         env: body.env.map(Environment::from_pairs).transpose()?,
         description: body.description,
     };
-    let release = engine.create_release(&app, &spec, &actor()).await?;
+    let release = engine.create_release(&app, &spec, &who.actor()).await?;
     Ok((StatusCode::CREATED, Json(release_json(&release, false)?)))
 }
 
@@ -114,6 +115,7 @@ pub(super) fn promote_options(timeout: Option<u64>) -> PromoteOptions {
 }
 
 async fn promote(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath((app, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PromoteBody>,
@@ -124,13 +126,14 @@ async fn promote(
             &app,
             &ReleaseId::parse(&id)?,
             &promote_options(body.timeout),
-            &actor(),
+            &who.actor(),
         )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(to_json(&promotion)?)))
 }
 
 async fn rollback(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath((app, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PromoteBody>,
@@ -141,7 +144,7 @@ async fn rollback(
             &app,
             &ReleaseId::parse(&id)?,
             &promote_options(body.timeout),
-            &actor(),
+            &who.actor(),
         )
         .await?;
     Ok((
@@ -154,9 +157,10 @@ async fn rollback(
 }
 
 async fn cancel(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let promotion = engine.cancel(&app_name(&app)?, &actor()).await?;
+    let promotion = engine.cancel(&app_name(&app)?, &who.actor()).await?;
     Ok(Json(to_json(&promotion)?))
 }

@@ -7,9 +7,15 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// The first admin's password in every test server.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Signed in as `admin` (an API token in every request).
     pub client: reqwest::Client,
+    /// The admin's API token.
+    pub token: String,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), server::Error>>,
     pub data_dir: tempfile::TempDir,
@@ -17,14 +23,24 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with the config changed by `tweak` (auth settings, a manual clock, ...).
+    pub async fn spawn_with(tweak: impl FnOnce(&mut server::Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let config = server::Config {
+        let mut config = server::Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             router_listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: data_dir.path().join("data"),
             database_url: None,
             examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            secure_cookies: false,
+            auth: engine::AuthConfig::for_tests(),
+            clock: None,
         };
+        tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -34,16 +50,39 @@ impl TestApp {
             })
             .await
         });
+        let token = api_token(addr, "admin", ADMIN_PASSWORD).await;
         TestApp {
             addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            client: client_with_token(&token),
+            token,
             stop: Some(stop),
             task,
             data_dir,
         }
+    }
+
+    /// A client signed in as `user` (with an API token).
+    pub async fn client_for(&self, user: &str, password: &str) -> reqwest::Client {
+        client_with_token(&api_token(self.addr, user, password).await)
+    }
+
+    /// Creates a user with `role` (as the admin) and returns a client signed in as them.
+    pub async fn user(&self, name: &str, role: &str) -> reqwest::Client {
+        let password = format!("{name}-password");
+        let res = self
+            .client
+            .post(self.url("/api/v1/users"))
+            .json(&serde_json::json!({ "name": name, "password": password, "role": role }))
+            .send()
+            .await
+            .expect("create user");
+        assert_eq!(
+            res.status().as_u16(),
+            201,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        self.client_for(name, &password).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -67,4 +106,32 @@ impl TestApp {
             .expect("server task did not panic");
         result.expect("server ended without error");
     }
+}
+
+/// Signs in through the API and returns the new token.
+pub async fn api_token(addr: SocketAddr, user: &str, password: &str) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/login"))
+        .json(&serde_json::json!({ "user": user, "password": password }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status().as_u16(), 201, "login as {user}");
+    let body: serde_json::Value = res.json().await.expect("JSON");
+    body["token"].as_str().expect("token").to_string()
+}
+
+/// A client that sends `token` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
