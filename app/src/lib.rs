@@ -5,6 +5,9 @@
 //! marked `#[island]` (forms with feedback, live panels, the environment editor) hydrate and
 //! ship wasm. Tables and text stay plain HTML (see `docs/benchmarks.md` for why).
 
+// Deep view types (tables in cards) exceed the default when compiled for wasm.
+#![recursion_limit = "256"]
+
 pub mod components;
 #[cfg(feature = "ssr")]
 pub mod context;

@@ -11,7 +11,13 @@ pub enum CliError {
         status: u16,
         code: String,
         message: String,
+        /// `Retry-After` of a 429, in seconds.
+        retry_after: Option<u64>,
     },
+    /// 401: no credentials, or a token the server no longer accepts. `message` is the
+    /// server's; `hint` (if not empty) says where the credentials came from.
+    #[error("not signed in (or the token was revoked): run slipway login{hint}")]
+    NotSignedIn { message: String, hint: String },
     #[error("cannot reach the Slipway server at {host}: {reason} (is it running? `make run` starts one; --host or SLIPWAY_HOST points elsewhere)")]
     Unreachable { host: String, reason: String },
     #[error("{0}")]
@@ -32,6 +38,8 @@ pub struct Client {
     host: String,
     http: reqwest::Client,
     token: Option<String>,
+    /// Appended to the "not signed in" message (starts with a separator, or is empty).
+    hint: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -58,7 +66,23 @@ impl Client {
             .timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| CliError::Failed(format!("HTTP client: {e}")))?;
-        Ok(Client { host, http, token })
+        Ok(Client {
+            host,
+            http,
+            token,
+            hint: String::new(),
+        })
+    }
+
+    /// Says more on a 401: where the token came from, or why none was sent.
+    pub fn with_hint(mut self, hint: String) -> Client {
+        self.hint = hint;
+        self
+    }
+
+    /// The server, without a trailing slash.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     fn url(&self, path: &str) -> String {
@@ -75,6 +99,11 @@ impl Client {
             reason: root_cause(&e),
         })?;
         let status = res.status();
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = res
             .bytes()
             .await
@@ -82,24 +111,37 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| CliError::Protocol(e.to_string()));
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(CliError::Api {
-                status: status.as_u16(),
-                code: body.error.code,
-                message: body.error.message,
-            }),
-            Err(_) => Err(CliError::Api {
-                status: status.as_u16(),
-                code: "http".into(),
-                message: format!(
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => (
+                "http".into(),
+                format!(
                     "the server answered {status}: {}",
                     String::from_utf8_lossy(&bytes)
                         .chars()
                         .take(200)
                         .collect::<String>()
                 ),
-            }),
-        }
+            ),
+        };
+        Err(match status.as_u16() {
+            401 => CliError::NotSignedIn {
+                message,
+                hint: self.hint.clone(),
+            },
+            403 => CliError::Api {
+                status: 403,
+                code,
+                message: format!("not allowed: {message}"),
+                retry_after,
+            },
+            status => CliError::Api {
+                status,
+                code,
+                message,
+                retry_after,
+            },
+        })
     }
 
     pub async fn get<T: DeserializeOwned>(

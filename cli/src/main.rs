@@ -1,6 +1,8 @@
 //! `slipway`: Slipway's command line. It talks only to the server's JSON API (`/api/v1`).
 
+mod account;
 mod client;
+mod config;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
@@ -19,17 +21,15 @@ use std::time::Duration;
 #[command(
     name = "slipway",
     version,
-    about = "Slipway's command line: releases, promotions, environments, builds."
+    about = "Slipway's command line: releases, promotions, environments, builds.",
+    after_help = "Sign in first with `slipway login`; it keeps an API token in \
+                  $SLIPWAY_CONFIG, else $XDG_CONFIG_HOME/slipway/config.json, else \
+                  ~/.config/slipway/config.json. SLIPWAY_TOKEN, when set, is used instead."
 )]
 struct Cli {
-    /// The Slipway server.
-    #[arg(
-        long,
-        global = true,
-        env = "SLIPWAY_HOST",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    host: String,
+    /// The Slipway server [default: the one signed in to, else http://127.0.0.1:3000].
+    #[arg(long, global = true, env = "SLIPWAY_HOST")]
+    host: Option<String>,
     /// The app to act on.
     #[arg(long, short = 'a', global = true, env = "SLIPWAY_APP")]
     app: Option<String>,
@@ -74,6 +74,57 @@ enum Command {
     },
     /// List the app's builds.
     Builds,
+    /// Sign in: ask for the user name and password and keep an API token for this machine.
+    Login {
+        /// The user name (asked for when not given).
+        #[arg(long, short = 'u')]
+        user: Option<String>,
+        /// Read the password from the first line of standard input (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Sign out: revoke the stored API token and forget it.
+    Logout,
+    /// Show who the CLI acts as.
+    Whoami,
+    /// List your API tokens, or create or revoke one.
+    Tokens {
+        #[command(subcommand)]
+        action: Option<TokensCmd>,
+        /// Everyone's tokens (admins only).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the audit log, newest first (--app narrows it to one app).
+    Audit {
+        /// Only what this user did.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this (`release.`, `env.reveal`, `login`).
+        #[arg(long)]
+        action: Option<String>,
+        /// How many entries.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        /// Only entries older than this SEQ (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCmd {
+    /// Create an API token (for CI, scripts): prints the token alone, once.
+    Create {
+        /// What the token may do (at most your own role).
+        #[arg(long, value_parser = ["viewer", "deployer", "admin"])]
+        role: String,
+        /// What it is for [default: ROLE@HOSTNAME].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Revoke an API token: it is refused from now on.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,14 +245,41 @@ struct BuildCreated {
     release: Release,
 }
 
+/// Where the server's URL is when neither `--host`, `SLIPWAY_HOST` nor a sign-in says.
+const DEFAULT_HOST: &str = "http://127.0.0.1:3000";
+
+/// Where the token sent with every request comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenSource {
+    Env,
+    Config,
+    None,
+}
+
 struct Ctx {
     client: Client,
     app: Option<String>,
     json: bool,
     style: Style,
+    /// The credentials file, or why its place is unknown.
+    config: Result<PathBuf, String>,
+    token_source: TokenSource,
 }
 
 impl Ctx {
+    fn config_path(&self) -> Result<PathBuf, CliError> {
+        self.config.clone().map_err(CliError::Usage)
+    }
+
+    /// ` (from SLIPWAY_TOKEN)` or ` (from <config file>)`.
+    fn token_source(&self) -> String {
+        match (self.token_source, &self.config) {
+            (TokenSource::Env, _) => " (from SLIPWAY_TOKEN)".into(),
+            (TokenSource::Config, Ok(p)) => format!(" (from {})", p.display()),
+            _ => String::new(),
+        }
+    }
+
     fn app(&self) -> Result<&str, CliError> {
         self.app.as_deref().ok_or_else(|| {
             CliError::Usage("which app? give --app NAME (or set SLIPWAY_APP)".into())
@@ -221,13 +299,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let style = Style::detect();
     let result = async {
-        let client = Client::new(&cli.host, std::env::var("SLIPWAY_TOKEN").ok())?;
-        let ctx = Ctx {
-            client,
-            app: cli.app.clone(),
-            json: cli.json,
-            style,
-        };
+        let ctx = context(&cli, style)?;
         run(&ctx, cli.command).await
     }
     .await;
@@ -238,6 +310,64 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The server and credentials: `--host`/`SLIPWAY_HOST`, else the host signed in to, else
+/// [`DEFAULT_HOST`]; `SLIPWAY_TOKEN`, else the stored token when it is for that host.
+fn context(cli: &Cli, style: Style) -> Result<Ctx, CliError> {
+    let config = config::path().map_err(|e| e.to_string());
+    let env_token = std::env::var("SLIPWAY_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    // `login` replaces a broken config rather than tripping over it; other commands only
+    // read it when they need it.
+    let is_login = matches!(cli.command, Command::Login { .. });
+    let stored = match &config {
+        Ok(path) if !(env_token.is_some() && cli.host.is_some()) => match config::load(path) {
+            Ok(stored) => stored,
+            Err(_) if is_login => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    let host = cli
+        .host
+        .clone()
+        .or_else(|| stored.as_ref().map(|s| s.host.clone()))
+        .unwrap_or_else(|| DEFAULT_HOST.into());
+    let host = host.trim_end_matches('/').to_owned();
+    let (token, token_source, hint) = match (env_token, &stored) {
+        (Some(t), _) => (
+            Some(t),
+            TokenSource::Env,
+            " (SLIPWAY_TOKEN is set: the server refused that token)".to_owned(),
+        ),
+        (None, Some(s)) if same_host(&s.host, &host) => match &s.token {
+            Some(t) => (Some(t.clone()), TokenSource::Config, String::new()),
+            None => (None, TokenSource::None, String::new()),
+        },
+        (None, Some(s)) if s.token.is_some() => (
+            None,
+            TokenSource::None,
+            format!(" (signed in to {} only, not {host})", s.host),
+        ),
+        (None, _) => (None, TokenSource::None, String::new()),
+    };
+    let client = Client::new(&host, token)?.with_hint(hint);
+    Ok(Ctx {
+        client,
+        app: cli.app.clone(),
+        json: cli.json,
+        style,
+        config,
+        token_source,
+    })
+}
+
+fn same_host(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
 async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
@@ -431,6 +561,26 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Login {
+            user,
+            password_stdin,
+        } => account::login(ctx, user, password_stdin).await,
+        Command::Logout => account::logout(ctx).await,
+        Command::Whoami => account::whoami(ctx).await,
+        Command::Tokens { action: None, all } => account::list_tokens(ctx, all).await,
+        Command::Tokens {
+            action: Some(action),
+            ..
+        } => match action {
+            TokensCmd::Create { role, name } => account::create_token(ctx, &role, name).await,
+            TokensCmd::Revoke { id } => account::revoke_token(ctx, &id).await,
+        },
+        Command::Audit {
+            actor,
+            action,
+            limit,
+            before,
+        } => account::audit(ctx, actor, action, limit, before).await,
     }
 }
 

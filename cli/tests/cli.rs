@@ -1,20 +1,41 @@
 //! The `slipway` binary against a real server (port 0, fresh SQLite file), as a user runs it.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
+/// The password of the server's `admin` user.
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
 struct Server {
     host: String,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), server::Error>>,
+    /// The CLI's config file (`SLIPWAY_CONFIG` of every command run), in `_home`.
+    config: PathBuf,
     _data: tempfile::TempDir,
+    _home: tempfile::TempDir,
 }
 
 impl Server {
+    /// A server, and the CLI signed in to it as `admin`.
     async fn start() -> Server {
+        let s = Server::start_signed_out().await;
+        let out = s
+            .run(
+                &["login", "--user", "admin", "--password-stdin"],
+                Some(&format!("{ADMIN_PASSWORD}\n")),
+            )
+            .await;
+        assert_eq!(out.code, 0, "login: {out:?}");
+        s
+    }
+
+    async fn start_signed_out() -> Server {
         let data = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
         let config = server::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             router_listen: "127.0.0.1:0".parse().unwrap(),
@@ -24,6 +45,10 @@ impl Server {
                 .parent()
                 .unwrap()
                 .to_path_buf(),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            secure_cookies: false,
+            auth: engine::AuthConfig::for_tests(),
+            clock: None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());
@@ -38,7 +63,9 @@ impl Server {
             host,
             stop: Some(stop),
             task,
+            config: home.path().join("slipway").join("config.json"),
             _data: data,
+            _home: home,
         }
     }
 
@@ -55,12 +82,34 @@ impl Server {
 
     /// Runs `slipway --host HOST ARGS` with `stdin` (or none), bounded.
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.exec(true, args, stdin, &[]).await
+    }
+
+    /// Runs `slipway --host HOST ARGS` with `SLIPWAY_TOKEN=token`.
+    async fn run_with_token(&self, token: &str, args: &[&str]) -> Output {
+        self.exec(true, args, None, &[("SLIPWAY_TOKEN", token)])
+            .await
+    }
+
+    /// Runs `slipway [--host HOST] ARGS` with the config file of this server's tests, `env`
+    /// added, `stdin` (or none), bounded.
+    async fn exec(
+        &self,
+        with_host: bool,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
-        cmd.arg("--host")
-            .arg(&self.host)
-            .args(args)
+        if with_host {
+            cmd.arg("--host").arg(&self.host);
+        }
+        cmd.args(args)
             .env_remove("SLIPWAY_APP")
             .env_remove("SLIPWAY_TOKEN")
+            .env_remove("SLIPWAY_HOST")
+            .env("SLIPWAY_CONFIG", &self.config)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,6 +135,12 @@ impl Server {
         let out = self.run(args, None).await;
         assert_eq!(out.code, 0, "slipway {args:?} failed: {out:?}");
         out.stdout
+    }
+
+    /// The CLI's config file as JSON.
+    fn stored(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        serde_json::from_str(&text).unwrap()
     }
 }
 
@@ -281,12 +336,285 @@ async fn clear_errors() {
     assert_eq!(out.code, 2, "clap's usage error");
     s.stop().await;
     // The server is gone now: the CLI says where it looked.
+    let home = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args(["--host", "http://127.0.0.1:9", "apps"])
+        .env("SLIPWAY_CONFIG", home.path().join("config.json"))
+        .env_remove("SLIPWAY_TOKEN")
         .output()
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("cannot reach the Slipway server at http://127.0.0.1:9"));
+}
+
+/// The file's permission bits.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+const NOT_SIGNED_IN: &str = "not signed in (or the token was revoked): run slipway login";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_whoami_and_logout() {
+    let s = Server::start_signed_out().await;
+
+    // Without credentials every command says what to do.
+    for args in [&["apps"][..], &["whoami"], &["-a", "hello", "releases"]] {
+        let out = s.run(args, None).await;
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(NOT_SIGNED_IN), "{args:?}: {out:?}");
+    }
+
+    // A wrong password: a clear message, exit 1, nothing written.
+    let out = s
+        .run(
+            &["login", "--user", "admin", "--password-stdin"],
+            Some("not the password\n"),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr.trim(),
+        "error: sign-in failed: wrong user name or password"
+    );
+    assert!(!s.config.exists());
+    assert!(!s.config.parent().unwrap().exists());
+
+    // Without a terminal and without --password-stdin it says how to script it.
+    let out = s.run(&["login", "--user", "admin"], None).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--password-stdin"), "{out:?}");
+    assert!(!s.config.exists());
+
+    // Signing in: the config holds the host, a token and the user, privately; never the
+    // password.
+    let out = s
+        .run(
+            &["login", "--user", "admin", "--password-stdin"],
+            Some(&format!("{ADMIN_PASSWORD}\r\n")),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("Signed in to {} as admin (admin).\n", s.host)
+    );
+    assert_eq!(mode(&s.config), 0o600);
+    assert_eq!(mode(s.config.parent().unwrap()), 0o700);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    assert!(!text.contains(ADMIN_PASSWORD), "{text}");
+    let stored = s.stored();
+    assert_eq!(stored["host"], s.host.as_str());
+    assert_eq!(stored["user"], "admin");
+    let token = stored["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("slw_"), "{stored}");
+
+    // The stored host is the default: no --host needed any more.
+    let out = s.exec(false, &["whoami"], None, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with(&format!("admin (admin) on {} with token T", s.host)),
+        "{out:?}"
+    );
+    let me: serde_json::Value =
+        serde_json::from_str(&s.exec(false, &["whoami", "--json"], None, &[]).await.stdout)
+            .unwrap();
+    assert_eq!(me["role"], "admin");
+    let login_token_id = me["via"]["token"].as_str().unwrap().to_owned();
+
+    // The token is named after this machine.
+    let tokens = s.ok(&["tokens"]).await;
+    let header = tokens.lines().next().unwrap();
+    for column in [
+        "ID",
+        "NAME",
+        "ROLE",
+        "PREFIX",
+        "CREATED",
+        "LAST USED",
+        "REVOKED",
+    ] {
+        assert!(header.contains(column), "{tokens}");
+    }
+    assert!(
+        tokens.lines().any(|l| l.starts_with(&login_token_id)
+            && l.contains("cli@")
+            && l.contains(&token[..8])),
+        "{tokens}"
+    );
+
+    // Signing out revokes the token and removes it from the config (host and user stay).
+    let out = s.run(&["logout"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("Signed out of {}.\n", s.host));
+    let stored = s.stored();
+    assert!(stored.get("token").is_none(), "{stored}");
+    assert_eq!(stored["user"], "admin");
+    assert_eq!(mode(&s.config), 0o600);
+    let out = s.run_with_token(&token, &["apps"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(NOT_SIGNED_IN), "{out:?}");
+    assert!(out.stderr.contains("SLIPWAY_TOKEN"), "{out:?}");
+    let out = s.run(&["apps"], None).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(NOT_SIGNED_IN), "{out:?}");
+    // Signing out again is harmless.
+    assert_eq!(s.ok(&["logout"]).await, "Not signed in.\n");
+
+    // The stored user is the default of the next sign-in; a token stored for another host
+    // is not sent elsewhere.
+    let out = s
+        .exec(
+            false,
+            &["login", "--password-stdin"],
+            Some(ADMIN_PASSWORD),
+            &[],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("as admin (admin)"), "{out:?}");
+    let out = s
+        .exec(
+            false,
+            &["--host", "http://127.0.0.1:9", "whoami"],
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("cannot reach"), "{out:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_roles_revocation_and_the_audit_log() {
+    let s = Server::start().await;
+    s.ok(&["apps", "create", "hello"]).await;
+
+    // A token is printed alone on stdout, with a note on stderr.
+    let out = s
+        .run(
+            &["tokens", "create", "--role", "viewer", "--name", "ci"],
+            None,
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let viewer = out.stdout.trim().to_owned();
+    assert_eq!(out.stdout, format!("{viewer}\n"));
+    assert!(viewer.starts_with("slw_"), "{out:?}");
+    assert!(out.stderr.contains("shown this once"), "{out:?}");
+
+    // SLIPWAY_TOKEN wins over the stored (admin) token.
+    let out = s.run_with_token(&viewer, &["whoami"]).await;
+    assert!(
+        out.stdout.starts_with("admin (viewer)") && out.stdout.contains("from SLIPWAY_TOKEN"),
+        "{out:?}"
+    );
+    let out = s.run_with_token(&viewer, &["apps"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("hello"), "{out:?}");
+    let out = s
+        .run_with_token(
+            &viewer,
+            &["-a", "hello", "releases", "promote", "RABCDEFGHIJ"],
+        )
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr.trim(),
+        "error: not allowed: this needs the deployer role"
+    );
+
+    // Listed, then revoked: refused from then on.
+    let list: serde_json::Value = serde_json::from_str(&s.ok(&["tokens", "--json"]).await).unwrap();
+    let ci = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap();
+    assert_eq!(ci["role"], "viewer");
+    let id = ci["id"].as_str().unwrap().to_owned();
+    let table = s.ok(&["tokens", "--all"]).await;
+    assert!(table.starts_with("ID           OWNER  NAME"), "{table}");
+    assert_eq!(
+        s.ok(&["tokens", "revoke", &id]).await,
+        format!("Revoked {id}.\n")
+    );
+    let out = s.run_with_token(&viewer, &["apps"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(NOT_SIGNED_IN), "{out:?}");
+    let list: serde_json::Value = serde_json::from_str(&s.ok(&["tokens", "--json"]).await).unwrap();
+    let ci = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    assert!(ci["revoked_at"].is_i64(), "{ci}");
+    let out = s.run(&["tokens", "revoke", "nope"], None).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not a token ID"), "{out:?}");
+
+    // The audit log has all of it, the refusal included.
+    let audit = s.ok(&["audit"]).await;
+    assert!(audit.starts_with("SEQ  WHEN      ACTOR "), "{audit}");
+    for action in ["login", "app", "token.create", "token.revoke"] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+    let refused = s
+        .ok(&["audit", "-a", "hello", "--action", "release."])
+        .await;
+    let lines: Vec<&str> = refused.lines().collect();
+    assert_eq!(lines.len(), 2, "{refused}");
+    assert!(
+        lines[1].contains("release.promote")
+            && lines[1].contains("RABCDEFGHIJ")
+            && lines[1].ends_with("denied"),
+        "{refused}"
+    );
+    let entries: serde_json::Value = serde_json::from_str(
+        &s.ok(&["audit", "--json", "--actor", "admin", "--limit", "2"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 2, "{entries}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_failed_sign_ins_say_when_to_retry() {
+    let s = Server::start_signed_out().await;
+    let login = ["login", "--user", "admin", "--password-stdin"];
+    let mut last = None;
+    for _ in 0..6 {
+        last = Some(s.run(&login, Some("wrong password\n")).await);
+    }
+    let out = last.unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("too many failed sign-in attempts: try again in "),
+        "{out:?}"
+    );
+    assert!(!s.config.exists());
+    s.stop().await;
+}
+
+/// A token never makes a token that may do more than itself: a leaked viewer token must not
+/// become an admin token (the server checks the calling token's role, not only its owner's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_cannot_make_a_stronger_token() {
+    let s = Server::start().await;
+    let viewer = s.ok(&["tokens", "create", "--role", "viewer"]).await;
+    let out = s
+        .run_with_token(viewer.trim(), &["tokens", "create", "--role", "admin"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not allowed"), "{out:?}");
+    s.stop().await;
 }

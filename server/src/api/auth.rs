@@ -129,6 +129,8 @@ async fn create_token(
         Some(r) => Role::parse(r)?,
         None => who.0.role,
     };
+    // Never more than the caller has now: a viewer token of an admin makes viewer tokens.
+    who.0.require(role)?;
     let (token, plain) = state
         .auth
         .create_token(&who.0.user, &body.name, role)
