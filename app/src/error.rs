@@ -109,6 +109,19 @@ impl From<engine::Error> for AppError {
 impl AppError {
     /// Sets the HTTP status of the server function's response to match this error.
     pub fn with_status(self) -> Self {
+        // A form posted without JavaScript is answered with a redirect back to its page (the
+        // error rides in the URL); a status here would replace that redirect.
+        let plain_form_post =
+            leptos::prelude::use_context::<http::request::Parts>().is_some_and(|p| {
+                p.method == http::Method::POST
+                    && p.headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains("text/html"))
+            });
+        if plain_form_post {
+            return self;
+        }
         if let Some(res) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             if let Ok(status) = http::StatusCode::from_u16(self.status_code()) {
                 res.set_status(status);

@@ -84,13 +84,12 @@ test("a viewer sees no Promote button and a forged promote is refused", async ({
   await expect(page.locator("tr[data-release]").first()).toBeVisible();
   await expect(page.getByRole("button", { name: /^Promote/ })).toHaveCount(0);
   await expect(page.locator("details.confirm")).toHaveCount(0);
+  const target = (await page.locator("tr[data-release]").last().getAttribute("data-release")) as string;
   await page.goto("/apps/hello/env");
   await expect(page.getByText("needs the deployer role")).toBeVisible();
   await expect(page.getByRole("button", { name: "Apply Changes" })).toHaveCount(0);
 
   // The same request the Promote form would send, forged with the viewer's session.
-  const release = await page.locator("tr[data-release]").first().getAttribute("data-release").catch(() => null);
-  const target = release ?? (await (await request.get("/api/v1/apps/hello/releases")).json()).releases[0].id;
   const forged = await page.request.post("/api/promote_release", {
     headers: { accept: "application/json", "content-type": "application/x-www-form-urlencoded" },
     data: `app=hello&release=${target}`,

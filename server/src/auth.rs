@@ -213,7 +213,7 @@ fn result_of(response: &Response) -> AuditResult {
     match status.as_u16() {
         401 | 403 | 429 => AuditResult::Denied,
         // A form posted without JavaScript is redirected back; an error rides in the URL.
-        300..=399 if location.contains("error") => AuditResult::Failed("error".into()),
+        300..=399 if location.contains("__err=") => AuditResult::Failed("error".into()),
         200..=399 => AuditResult::Ok,
         code => AuditResult::Failed(format!("HTTP {code}")),
     }
