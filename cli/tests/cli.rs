@@ -49,6 +49,7 @@ impl Server {
             secure_cookies: false,
             auth: engine::AuthConfig::for_tests(),
             clock: None,
+            page_cache_ms: 1000,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());

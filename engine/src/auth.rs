@@ -104,6 +104,11 @@ pub struct AuthConfig {
     /// `last_seen_at` of sessions and `last_used_at` of tokens are written at most this often
     /// (default 1 minute), not on every request.
     pub touch_interval: Duration,
+    /// A session or token checked less than this long ago is taken as still good without
+    /// asking the database again (default 1 second; zero: always ask). Every change this
+    /// process makes (sign out, revoke, role, disable, password) forgets them all at once, so
+    /// the delay only applies to changes made by another Console instance.
+    pub verified_for: Duration,
 }
 
 impl Default for AuthConfig {
@@ -115,6 +120,7 @@ impl Default for AuthConfig {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             touch_interval: Duration::from_secs(60),
+            verified_for: Duration::from_secs(1),
         }
     }
 }
@@ -144,6 +150,9 @@ pub struct Auth {
     /// A hash of a random password, verified against when the user does not exist so that
     /// the time taken does not tell whether it does. Made on first need.
     dummy_hash: Arc<OnceLock<String>>,
+    /// Sessions and tokens (by hash) recently found good, with when (see
+    /// [`AuthConfig::verified_for`]).
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, (Principal, Millis)>>>,
 }
 
 impl fmt::Debug for Auth {
@@ -234,6 +243,7 @@ impl Auth {
             clock: Arc::new(now_ms),
             limiter: Arc::new(limiter),
             dummy_hash: Arc::new(OnceLock::new()),
+            verified: Arc::default(),
         }
     }
 
@@ -302,19 +312,28 @@ impl Auth {
     /// Changes a user's role; sessions and tokens see it on their next request.
     /// `Error::Conflict` when it would leave no enabled admin.
     pub async fn set_role(&self, name: &Username, role: Role) -> Result<()> {
-        self.store.update_user_role(name, role).await
+        let result = self.store.update_user_role(name, role).await;
+        // After the change, so that nothing verified meanwhile outlives it.
+        self.forget_verified();
+        result
     }
 
     /// Replaces a user's password and ends all its sessions (its API tokens stay valid).
     pub async fn set_password(&self, name: &Username, password: &str) -> Result<()> {
         let hash = password::hash(&self.config.password, password).await?;
-        self.store.update_password(name, &hash, self.now()).await
+        let result = self.store.update_password(name, &hash, self.now()).await;
+        // After the change, so that nothing verified meanwhile outlives it.
+        self.forget_verified();
+        result
     }
 
     /// Disables a user: it cannot sign in, its sessions end, its tokens are refused until it
     /// is enabled again. `Error::Conflict` for the last enabled admin.
     pub async fn disable_user(&self, name: &Username) -> Result<()> {
-        self.store.set_user_disabled(name, Some(self.now())).await
+        let result = self.store.set_user_disabled(name, Some(self.now())).await;
+        // After the change, so that nothing verified meanwhile outlives it.
+        self.forget_verified();
+        result
     }
 
     /// Enables a disabled user again (its tokens work again; its old sessions do not).
@@ -325,7 +344,10 @@ impl Auth {
     /// Deletes a user with its sessions and tokens; the audit log keeps its name.
     /// `Error::Conflict` for the last enabled admin.
     pub async fn delete_user(&self, name: &Username) -> Result<()> {
-        self.store.delete_user(name).await
+        let result = self.store.delete_user(name).await;
+        // After the change, so that nothing verified meanwhile outlives it.
+        self.forget_verified();
+        result
     }
 
     // ---- sessions ----
@@ -409,6 +431,9 @@ impl Auth {
             return Err(refused());
         }
         let hash = token_hash(token);
+        if let Some(p) = self.recently_verified(&hash) {
+            return Ok(p);
+        }
         let row = self.store.session_row(&hash).await?.ok_or_else(refused)?;
         let now = self.now();
         if row.revoked
@@ -421,26 +446,68 @@ impl Auth {
         if now - row.last_seen_at >= millis(self.config.touch_interval) {
             self.store.touch_session(&hash, now).await?;
         }
-        Ok(Principal {
+        let principal = Principal {
             user: row.user,
             role: row.role,
             via: Via::Session,
-        })
+        };
+        self.remember_verified(hash, &principal, now);
+        Ok(principal)
+    }
+
+    /// The principal of a session or token hash checked less than `verified_for` ago.
+    fn recently_verified(&self, hash: &str) -> Option<Principal> {
+        let ttl = millis(self.config.verified_for);
+        if ttl == 0 {
+            return None;
+        }
+        let now = self.now();
+        let verified = self.verified.lock().ok()?;
+        let (principal, at) = verified.get(hash)?;
+        (now >= *at && now - at < ttl).then(|| principal.clone())
+    }
+
+    fn remember_verified(&self, hash: String, principal: &Principal, now: Millis) {
+        if self.config.verified_for.is_zero() {
+            return;
+        }
+        if let Ok(mut verified) = self.verified.lock() {
+            // Bounded: past this many callers in one second, start over.
+            if verified.len() >= 10_000 {
+                verified.clear();
+            }
+            verified.insert(hash, (principal.clone(), now));
+        }
+    }
+
+    /// Forgets every recently verified session and token: called on every change that can
+    /// end or weaken one.
+    fn forget_verified(&self) {
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.clear();
+        }
     }
 
     /// Ends the session `token`. Unknown or already ended sessions are fine.
     pub async fn logout(&self, token: &str) -> Result<()> {
         if is_session_token(token) {
-            self.store
+            let result = self
+                .store
                 .revoke_session(&token_hash(token), self.now())
-                .await?;
+                .await;
+            // After the change, so that nothing verified meanwhile outlives it.
+            self.forget_verified();
+            result?;
         }
         Ok(())
     }
 
     /// Ends every session of `user` ("sign out everywhere"); returns how many there were.
     pub async fn revoke_sessions(&self, user: &Username) -> Result<u64> {
-        self.store.revoke_user_sessions(user, self.now()).await
+        let result = self.store.revoke_user_sessions(user, self.now()).await;
+        // After the change, so that nothing verified meanwhile outlives it.
+        self.forget_verified();
+        result
     }
 
     /// Deletes sessions that can no longer be used (revoked, idle or too old); returns how
@@ -500,11 +567,11 @@ impl Auth {
         if !is_api_token(plain) {
             return Err(refused());
         }
-        let row = self
-            .store
-            .token_row(&token_hash(plain))
-            .await?
-            .ok_or_else(refused)?;
+        let hash = token_hash(plain);
+        if let Some(p) = self.recently_verified(&hash) {
+            return Ok(p);
+        }
+        let row = self.store.token_row(&hash).await?.ok_or_else(refused)?;
         if row.revoked || row.owner_disabled {
             return Err(refused());
         }
@@ -515,11 +582,13 @@ impl Auth {
         if due {
             self.store.touch_token(&row.id, now).await?;
         }
-        Ok(Principal {
+        let principal = Principal {
             user: row.owner,
             role: row.role.min(row.owner_role),
             via: Via::Token(row.id),
-        })
+        };
+        self.remember_verified(hash, &principal, now);
+        Ok(principal)
     }
 
     /// The tokens of `owner`, or everyone's, revoked ones included, newest first.
@@ -536,7 +605,10 @@ impl Auth {
                 needed: Role::Admin.as_str().to_owned(),
             });
         }
-        self.store.revoke_token(id, self.now()).await
+        let result = self.store.revoke_token(id, self.now()).await;
+        // After the change, so that nothing verified meanwhile outlives it.
+        self.forget_verified();
+        result
     }
 
     // ---- audit ----

@@ -95,12 +95,22 @@ pub(crate) struct Inner {
     pub tasks: TaskTracker,
     restored: watch::Sender<bool>,
     router_addr: SocketAddr,
+    /// Counts every change of state that readers may have cached (see `Engine::change_seq`).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
     pub fn publish(&self, event: EngineEvent) {
+        // Counted before anyone hears of it: whoever reacts to the event sees the new count.
+        self.changed();
         // Nobody listening is fine.
         let _ = self.events.send(event);
+    }
+
+    /// Records a change that has no event of its own.
+    pub fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn with_app<R>(&self, app: &AppName, f: impl FnOnce(&mut AppRuntime) -> R) -> R {
@@ -174,6 +184,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             restored,
             router_addr,
+            changes: std::sync::atomic::AtomicU64::new(0),
         });
         rollout::kill_orphans(&inner).await?;
         let interrupted = inner
@@ -222,7 +233,16 @@ impl Engine {
     // ---- apps ----
 
     pub async fn create_app(&self, name: &AppName, actor: &Actor) -> Result<App> {
-        self.inner.store.create_app(name, actor).await
+        let app = self.inner.store.create_app(name, actor).await?;
+        self.inner.changed();
+        Ok(app)
+    }
+
+    /// A number that grows with every change of the engine's state (a release, a promotion
+    /// step, a process starting or stopping, a new app), counted before the change's event is
+    /// published. A page rendered at count N is current as long as the count is still N.
+    pub fn change_seq(&self) -> u64 {
+        self.inner.changes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub async fn app(&self, name: &AppName) -> Result<App> {

@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// How long a rendered app page may be served again from memory while nothing changed
+    /// (milliseconds; 0 turns the page cache off). Any change in the engine ends it at once.
+    #[arg(long, env = "SLIPWAY_PAGE_CACHE_MS", default_value_t = 1000)]
+    pub page_cache_ms: u64,
+
     /// Password hashing cost, session lifetimes and sign-in limits (not flags: tests make
     /// hashing fast and sessions short).
     #[arg(skip)]

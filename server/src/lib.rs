@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod page_cache;
 
 use app::{context::ConsoleContext, shell, App};
 use axum::{extract::FromRef, routing::get, Router};
@@ -31,6 +32,8 @@ pub struct AppState {
     pub engine: engine::Engine,
     /// Users, sessions, tokens and the audit log (the same as `console.auth`).
     pub auth: engine::Auth,
+    /// Rendered app pages, kept while the engine's state is unchanged (and briefly).
+    pub page_cache: page_cache::PageCache,
     /// Ends the API's event streams when the server shuts down.
     pub shutdown: api::ShutdownSignal,
 }
@@ -54,6 +57,7 @@ impl AppState {
             ),
             engine,
             auth,
+            page_cache: page_cache::PageCache::default(),
             shutdown,
         }
     }
@@ -111,6 +115,11 @@ pub fn build_router(state: AppState) -> Router {
             AppState,
             _,
         >(context, shell))
+        // Behind the access check: only signed-in callers get (their own) cached pages.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            page_cache::cache,
+        ))
         // Every request, pages and API alike, passes the one access check (and audit).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -180,6 +189,8 @@ pub async fn serve(
     let mut state = AppState::new(options, engine.clone(), auth, config.examples_dir.clone())
         .with_shutdown(signal);
     state.console.secure_cookies = config.secure_cookies;
+    state.page_cache =
+        page_cache::PageCache::new(std::time::Duration::from_millis(config.page_cache_ms));
     let shutdown = async move {
         shutdown.await;
         // Event streams never end on their own; end them so in-flight requests can finish.

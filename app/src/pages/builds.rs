@@ -57,8 +57,11 @@ pub fn BuildsPage() -> impl IntoView {
     let params = use_params_map();
     let app = move || params.read().get("app").unwrap_or_default();
     let builds = Resource::new(app, get_builds);
+    // The title is fixed for the page: a plain string, never read after the render ended.
+    let app_now = params.read_untracked().get("app").unwrap_or_default();
+    let title = format!("{} builds", app_now);
     view! {
-        <Title text=move || format!("{} builds", app()) />
+        <Title text=title />
         {move || view! { <AppNav app=app() current="Builds" /> }}
         <div class="page-header">
             <h1>"Builds of " <code>{app}</code></h1>

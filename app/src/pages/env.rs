@@ -266,8 +266,11 @@ pub fn EnvPage() -> impl IntoView {
         let rollout = crate::rollout::get_rollout(app).await?;
         Ok::<_, AppError>((data, rollout))
     });
+    // The title is fixed for the page: a plain string, never read after the render ended.
+    let app_now = params.read_untracked().get("app").unwrap_or_default();
+    let title = format!("{} environment", app_now);
     view! {
-        <Title text=move || format!("{} environment", app()) />
+        <Title text=title />
         {move || view! { <crate::components::AppNav app=app() current="Environment" /> }}
         <div class="page-header">
             <h1>"Environment of " <code>{app}</code></h1>

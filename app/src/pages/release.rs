@@ -132,8 +132,17 @@ pub fn ReleasePage() -> impl IntoView {
     let app = move || params.read().get("app").unwrap_or_default();
     let id = move || params.read().get("id").unwrap_or_default();
     let detail = Resource::new(move || (app(), id()), |(app, id)| get_release(app, id));
+    // The title is fixed for the page: a plain string, never read after the render ended.
+    let title = {
+        let params = params.read_untracked();
+        format!(
+            "{} · {}",
+            params.get("id").unwrap_or_default(),
+            params.get("app").unwrap_or_default()
+        )
+    };
     view! {
-        <Title text=move || format!("{} · {}", id(), app()) />
+        <Title text=title />
         {move || view! { <AppNav app=app() current="Releases" /> }}
         <div class="page-header">
             <h1>"Release " <code>{id}</code></h1>

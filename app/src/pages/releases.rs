@@ -144,8 +144,11 @@ pub fn ReleasesPage() -> impl IntoView {
         move || (app(), before()),
         |(app, before)| get_releases(app, before),
     );
+    // The title is fixed for the page: a plain string, never read after the render ended.
+    let app_now = params.read_untracked().get("app").unwrap_or_default();
+    let title = format!("{} releases", app_now);
     view! {
-        <Title text=move || format!("{} releases", app()) />
+        <Title text=title />
         {move || view! { <crate::components::AppNav app=app() current="Releases" /> }}
         <div class="page-header">
             <h1>"Releases of " <code>{app}</code></h1>

@@ -39,6 +39,7 @@ impl TestApp {
             secure_cookies: false,
             auth: engine::AuthConfig::for_tests(),
             clock: None,
+            page_cache_ms: 1000,
         };
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
