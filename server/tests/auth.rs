@@ -173,6 +173,23 @@ async fn sessions_end_on_logout_and_after_inactivity_and_cookies_are_strict() {
         assert!(set_cookie.contains(attr), "{set_cookie}");
     }
     assert!(!set_cookie.contains("Secure"), "plain http: {set_cookie}");
+    // Behind a TLS proxy the cookie is Secure.
+    let res = reqwest::Client::new()
+        .post(app.url("/api/login"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json")
+        .header("x-forwarded-proto", "https")
+        .body(format!("username=admin&password={ADMIN_PASSWORD}&next=/"))
+        .send()
+        .await
+        .expect("login");
+    let secure = res
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(secure.contains("; Secure"), "{secure}");
     let cookie = cookie_pair(&set_cookie);
     let page = |cookie: String| {
         let url = app.url("/apps/hello/releases");

@@ -35,6 +35,18 @@ pub mod ssr {
         cookie
     }
 
+    /// Whether the session cookie must be `Secure`: the server is configured so, or a TLS
+    /// proxy in front says the request came over https.
+    pub fn secure(configured: bool) -> bool {
+        configured
+            || leptos::prelude::use_context::<http::request::Parts>().is_some_and(|p| {
+                p.headers
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+            })
+    }
+
     /// The client's address (for rate limiting sign-ins), as the server put it on the request.
     pub fn client_addr() -> Option<std::net::IpAddr> {
         let parts = leptos::prelude::use_context::<http::request::Parts>()?;
@@ -63,7 +75,7 @@ pub async fn login(
         if let Ok(v) = http::HeaderValue::from_str(&ssr::session_cookie(
             &ok.session_token,
             max_age,
-            ctx.secure_cookies,
+            ssr::secure(ctx.secure_cookies),
         )) {
             res.append_header(http::header::SET_COOKIE, v);
         }
@@ -91,8 +103,11 @@ pub async fn logout() -> Result<(), AppError> {
         ctx.auth.logout(&token).await?;
     }
     if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-        if let Ok(v) = http::HeaderValue::from_str(&ssr::session_cookie("", 0, ctx.secure_cookies))
-        {
+        if let Ok(v) = http::HeaderValue::from_str(&ssr::session_cookie(
+            "",
+            0,
+            ssr::secure(ctx.secure_cookies),
+        )) {
             res.append_header(http::header::SET_COOKIE, v);
         }
     }
