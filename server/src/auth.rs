@@ -154,11 +154,26 @@ fn audit_subject(kind: Kind, path: &str, form: Option<&[u8]>) -> (Option<AppName
     match kind {
         Kind::Api => {
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            // A JSON body's `name` (a new app or user) or `user` (signing in): names only.
+            let body: Option<serde_json::Value> = form.and_then(|b| serde_json::from_slice(b).ok());
+            let body_field = |field: &str| {
+                body.as_ref()
+                    .and_then(|v| v.get(field))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            let creates_app = segments.last() == Some(&"apps");
             let app = segments
                 .iter()
                 .position(|s| *s == "apps")
                 .and_then(|i| segments.get(i + 1))
-                .and_then(|a| AppName::parse(a).ok());
+                .and_then(|a| AppName::parse(a).ok())
+                .or_else(|| {
+                    creates_app
+                        .then(|| body_field("name"))
+                        .flatten()
+                        .and_then(|n| AppName::parse(&n).ok())
+                });
             let target = segments
                 .iter()
                 .find(|s| {
@@ -166,7 +181,15 @@ fn audit_subject(kind: Kind, path: &str, form: Option<&[u8]>) -> (Option<AppName
                         || engine::PromotionId::parse(s).is_ok()
                         || engine::TokenId::parse(s).is_ok()
                 })
-                .map(|s| s.to_string());
+                .map(|s| s.to_string())
+                .or_else(|| {
+                    ["user", "name"]
+                        .iter()
+                        .filter(|_| !creates_app)
+                        .find_map(|f| body_field(f))
+                        .and_then(|n| engine::Username::parse(&n).ok())
+                        .map(|u| u.to_string())
+                });
             (app, target)
         }
         _ => {
@@ -290,7 +313,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     // The audit log needs the server function's form fields: read the body (bounded) and put
     // it back.
     let mut form = None;
-    if rule.audit.is_some() && rule.kind == Kind::ServerFn {
+    let small_json_api = rule.kind == Kind::Api
+        && !uri.path().ends_with("/builds")
+        && req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n <= api::MAX_JSON_BYTES);
+    if rule.audit.is_some() && (rule.kind == Kind::ServerFn || small_json_api) {
         let (parts, body) = req.into_parts();
         let bytes = match to_bytes(body, MAX_AUDITED_BODY).await {
             Ok(b) => b,
@@ -307,9 +338,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let record = |result: AuditResult| {
         let action = rule.audit.clone();
         let (app, target) = audit_subject(rule.kind, uri.path(), form.as_deref());
+        // A successful sign-in is by the user who signed in.
+        let signed_in = (action.as_deref() == Some("login") && result == AuditResult::Ok)
+            .then(|| target.clone())
+            .flatten()
+            .map(Actor::new);
         let actor = principal
             .as_ref()
             .map(Principal::actor)
+            .or(signed_in)
             .unwrap_or_else(|| Actor::new("anonymous"));
         let auth = state.auth.clone();
         async move {

@@ -430,6 +430,7 @@ async fn the_audit_log_records_who_did_what_and_who_was_refused() {
     let has = |actor: &str, action: &str, result: &str| {
         entries.contains(&(actor.into(), action.into(), result.into()))
     };
+    assert!(has("admin", "app.create", "ok"), "{entries:?}");
     assert!(has("admin", "env.change", "ok"), "{entries:?}");
     assert!(has("admin", "env.reveal", "ok"), "{entries:?}");
     assert!(has("vera", "env.reveal", "denied"), "{entries:?}");
