@@ -84,7 +84,13 @@ pub fn rules() -> Vec<Rule> {
     ]
 }
 
-/// The rule for the server function at `path`, if there is one.
+/// The rule for the server function at `path`, if there is one (asked on every request: the
+/// table is made once).
 pub fn rule(path: &str) -> Option<Rule> {
-    rules().into_iter().find(|r| r.path == path)
+    static RULES: std::sync::OnceLock<Vec<Rule>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(rules)
+        .iter()
+        .find(|r| r.path == path)
+        .copied()
 }

@@ -102,19 +102,6 @@ impl ApiRoute {
         self
     }
 
-    /// Whether `path` (relative to [`PREFIX`]) is this route's: `{x}` matches one segment.
-    fn matches(&self, method: &Method, path: &str) -> bool {
-        let mut want = self.path.split('/');
-        let mut got = path.split('/');
-        loop {
-            match (want.next(), got.next()) {
-                (None, None) => return self.method == *method,
-                (Some(w), Some(g)) if w.starts_with('{') || w == g => {}
-                _ => return false,
-            }
-        }
-    }
-
     fn layer_body_limit(mut self, limit: usize) -> Self {
         self.handler = self.handler.layer(DefaultBodyLimit::max(limit));
         self
@@ -140,7 +127,7 @@ pub fn routes() -> Vec<ApiRoute> {
 /// (`?reveal=true`) needs a deployer and is audited.
 pub fn access(method: &Method, path: &str, query: Option<&str>) -> crate::auth::Access {
     use crate::auth::{Access, Kind};
-    let route = routes().into_iter().find(|r| r.matches(method, path));
+    let route = rules().iter().find(|r| r.matches(method, path));
     let reveal = query.is_some_and(|q| {
         url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "reveal" && v == "true")
     });
@@ -153,14 +140,7 @@ pub fn access(method: &Method, path: &str, query: Option<&str>) -> crate::auth::
         Some(r) => Access {
             kind: Kind::Api,
             need: r.need,
-            audit: match r.method {
-                Method::GET => None,
-                _ => Some(
-                    r.audit
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("{} {}", r.method, r.path)),
-                ),
-            },
+            audit: r.audit.clone(),
         },
         None => Access {
             kind: Kind::Api,
@@ -168,6 +148,53 @@ pub fn access(method: &Method, path: &str, query: Option<&str>) -> crate::auth::
             audit: None,
         },
     }
+}
+
+/// What [`access`] needs of a route, without its handler.
+struct RouteRule {
+    method: Method,
+    path: &'static str,
+    need: Need,
+    /// The audit log's name; `None` for reads.
+    audit: Option<String>,
+}
+
+impl RouteRule {
+    /// Whether `path` (relative to [`PREFIX`]) is this route's: `{x}` matches one segment.
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        let mut want = self.path.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return self.method == *method,
+                (Some(w), Some(g)) if w.starts_with('{') || w == g => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The rules of [`routes`], made once (every request is checked against them).
+fn rules() -> &'static [RouteRule] {
+    static RULES: std::sync::OnceLock<Vec<RouteRule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        routes()
+            .into_iter()
+            .map(|r| RouteRule {
+                audit: match r.method {
+                    Method::GET => None,
+                    _ => Some(
+                        r.audit
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| format!("{} {}", r.method, r.path)),
+                    ),
+                },
+                method: r.method,
+                path: r.path,
+                need: r.need,
+            })
+            .collect()
+    })
 }
 
 /// `(method, full path)` of every route, for tests and the OpenAPI check.
