@@ -120,19 +120,6 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The session cookie's value, if the request has one.
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == app::pages::login::SESSION_COOKIE)
-        .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
-}
-
 /// The caller, from an API token (which wins) or the session cookie. A token or session that
 /// is unknown, revoked or expired is no caller at all.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Principal> {
@@ -143,7 +130,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Principal
     if let Some(token) = bearer {
         return state.auth.token(token.trim()).await.ok();
     }
-    let cookie = session_cookie(headers)?;
+    let cookie = app::pages::login::ssr::session_token(headers)?;
     state.auth.session(cookie).await.ok()
 }
 

@@ -14,6 +14,19 @@ pub const SESSION_COOKIE: &str = "slipway_session";
 pub mod ssr {
     use super::SESSION_COOKIE;
 
+    /// The session cookie's value, if the request has one.
+    pub fn session_token(headers: &http::HeaderMap) -> Option<&str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .map(|(_, value)| value)
+            .filter(|v| !v.is_empty())
+    }
+
     /// Only paths on this server: anything else (`//evil.example`, `https://...`) goes home.
     pub fn safe_next(next: &str) -> &str {
         if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
@@ -88,17 +101,8 @@ pub async fn login(
 #[server(endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
     let ctx = crate::context::console_context()?;
-    let token = use_context::<http::request::Parts>().and_then(|parts| {
-        parts
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(name, _)| *name == SESSION_COOKIE)
-            .map(|(_, value)| value.to_string())
-    });
+    let token = use_context::<http::request::Parts>()
+        .and_then(|parts| ssr::session_token(&parts.headers).map(str::to_owned));
     if let Some(token) = token {
         ctx.auth.logout(&token).await?;
     }
