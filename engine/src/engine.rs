@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::artifacts::{git_description, Artifacts, BuildSource};
-use crate::env::{EnvChange, Environment};
+use crate::env::{EnvChange, EnvEdit, Environment};
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
 use crate::model::*;
@@ -305,6 +305,27 @@ impl Engine {
         Ok((build, release))
     }
 
+    /// Creates the app if it does not exist yet, builds `source` and promotes the build's
+    /// release: a first deploy in one call.
+    pub async fn deploy(
+        &self,
+        app: &AppName,
+        source: BuildSource,
+        description: Option<&str>,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Promotion)> {
+        match self.create_app(app, actor).await {
+            Ok(_) | Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let (_, release) = self
+            .create_build(app, source, description, None, actor)
+            .await?;
+        let promotion = self.promote(app, &release.id, options, actor).await?;
+        Ok((release, promotion))
+    }
+
     pub async fn list_builds(&self, app: &AppName, limit: u32) -> Result<Vec<Build>> {
         self.inner.store.app(app).await?;
         self.inner
@@ -418,6 +439,63 @@ impl Engine {
             release: release.id.clone(),
         });
         Ok((release, promotion))
+    }
+
+    /// What an environment editor's `edit` makes of the environment of `base` — the newest
+    /// release when the editor was opened (`None`: the app had none). Returns the base
+    /// release and the new environment. Refused like [`Engine::change_env`] when `base` is no
+    /// longer the newest release (`StaleBase`, saying what changed), and with every field's
+    /// error at once (`Error::Fields`) when the edit is wrong.
+    pub async fn plan_env_edit(
+        &self,
+        app: &AppName,
+        base: Option<&ReleaseId>,
+        edit: &EnvEdit,
+    ) -> Result<(Option<Release>, Environment)> {
+        let newest = self.newest_release(app).await?;
+        let base = match (base, newest) {
+            (Some(id), Some(newest)) if &newest.id == id => Some(newest),
+            (Some(id), Some(newest)) => {
+                let base = self.release(app, id).await?;
+                return Err(crate::store::stale_base(&base, &newest));
+            }
+            (Some(id), None) => return Err(Error::not_found("release", id)),
+            (None, Some(newest)) => {
+                return Err(Error::Conflict(format!(
+                "the environment changed since the editor was opened: release {} ({}) was created",
+                newest.id, newest.description
+            )))
+            }
+            (None, None) => None,
+        };
+        let old = base.as_ref().map(|b| b.env.clone()).unwrap_or_default();
+        let new = edit.apply_to(&old)?;
+        Ok((base, new))
+    }
+
+    /// Applies an environment editor's `edit` (see [`Engine::plan_env_edit`]): the new
+    /// release and, when there is a build to run, its promotion, in one step. Without a build
+    /// the release is only made.
+    pub async fn apply_env_edit(
+        &self,
+        app: &AppName,
+        base: Option<&ReleaseId>,
+        edit: &EnvEdit,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Option<Promotion>)> {
+        let (base, new) = self.plan_env_edit(app, base, edit).await?;
+        let change = EnvChange::replace_with(&new);
+        let base_id = base.as_ref().map(|b| &b.id);
+        if base.as_ref().is_some_and(|b| b.build.is_some()) {
+            let (release, promotion) = self
+                .change_env_and_promote(app, &change, base_id, None, options, actor)
+                .await?;
+            Ok((release, Some(promotion)))
+        } else {
+            let release = self.change_env(app, &change, base_id, None, actor).await?;
+            Ok((release, None))
+        }
     }
 
     /// What would change, per key, if `env` replaced the newest release's environment.

@@ -362,17 +362,7 @@ impl Store {
                     .map(|row| release_from_row(&row))
                     .transpose()?
                     .ok_or_else(|| Error::not_found("release", expected.to_string()))?;
-                    let diff = base.env.diff(&n.env);
-                    let changes = if diff.is_empty() {
-                        format!("{} ({})", n.description, n.id)
-                    } else {
-                        diff.description()
-                    };
-                    return Err(Error::StaleBase {
-                        base: expected.to_string(),
-                        newest: n.id.to_string(),
-                        changes,
-                    });
+                    return Err(stale_base(&base, n));
                 }
                 None => return Err(Error::not_found("release", expected)),
             }
@@ -885,4 +875,19 @@ async fn insert_promotion(
         started_at: now,
         finished_at: None,
     })
+}
+
+/// The refusal of a change based on `base` when `newest` has been made since: what changed in
+/// the environment, or else which release came in between.
+pub(crate) fn stale_base(base: &Release, newest: &Release) -> Error {
+    let diff = base.env.diff(&newest.env);
+    Error::StaleBase {
+        base: base.id.to_string(),
+        newest: newest.id.to_string(),
+        changes: if diff.is_empty() {
+            format!("{} ({})", newest.description, newest.id)
+        } else {
+            diff.description()
+        },
+    }
 }

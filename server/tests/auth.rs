@@ -302,15 +302,7 @@ async fn cross_origin_posts_are_refused() {
         .unwrap_or_default()
         .contains("cross-origin"));
     // Nothing was deployed.
-    let apps: Value = app
-        .client
-        .get(app.url("/api/v1/apps"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let apps: Value = app.get_json("/api/v1/apps").await;
     assert_eq!(apps["apps"].as_array().map(Vec::len), Some(0), "{apps}");
     // From the Console's own origin it goes through.
     let res = post(Some(format!("http://{host}"))).await.expect("POST");
@@ -403,15 +395,7 @@ async fn the_audit_log_records_who_did_what_and_who_was_refused() {
     let (status, _) = post_json(&viewer, &app.url("/api/v1/apps/hello/cancel"), json!({})).await;
     assert_eq!(status, 403);
 
-    let log: Value = app
-        .client
-        .get(app.url("/api/v1/audit?app=hello"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let log: Value = app.get_json("/api/v1/audit?app=hello").await;
     let entries: Vec<(String, String, String)> = log["entries"]
         .as_array()
         .expect("entries")
@@ -440,15 +424,7 @@ async fn the_audit_log_records_who_did_what_and_who_was_refused() {
         "a value in the audit log"
     );
     // Filtered by actor.
-    let log: Value = app
-        .client
-        .get(app.url("/api/v1/audit?actor=vera"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let log: Value = app.get_json("/api/v1/audit?actor=vera").await;
     assert!(log["entries"]
         .as_array()
         .expect("entries")
@@ -511,15 +487,7 @@ async fn a_viewer_sees_no_promote_button_and_a_forged_promote_is_refused() {
         .await
         .expect("POST");
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let promotions: Value = app
-        .client
-        .get(app.url("/api/v1/apps/hello/promotions"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let promotions: Value = app.get_json("/api/v1/apps/hello/promotions").await;
     assert!(
         promotions["promotions"]
             .as_array()

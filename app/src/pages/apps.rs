@@ -94,21 +94,14 @@ pub mod ssr {
             });
         }
         let name = AppName::parse("hello")?;
-        match engine.create_app(&name, actor).await {
-            Ok(_) | Err(engine::Error::Conflict(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let (_, release) = engine
-            .create_build(
+        engine
+            .deploy(
                 &name,
                 BuildSource::Directory(dir),
                 Some("the example app"),
-                None,
+                &PromoteOptions::default(),
                 actor,
             )
-            .await?;
-        engine
-            .promote(&name, &release.id, &PromoteOptions::default(), actor)
             .await?;
         Ok(name.to_string())
     }

@@ -76,7 +76,7 @@ pub struct EnvApplied {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::{EnvEditorData, EnvPreview, EnvRowForm, KeyChange};
-    use engine::{AppName, Engine, EnvEdit, EnvEditRow, Environment, Release, ReleaseId};
+    use engine::{AppName, Engine, EnvEdit, EnvEditRow, Environment, ReleaseId};
 
     pub async fn editor_data(
         engine: &Engine,
@@ -112,43 +112,11 @@ pub mod ssr {
         }
     }
 
-    /// The base release (the newest when the editor opened) and the environment the edit makes
-    /// of it. Refused when the base is no longer the newest release, saying what changed.
-    pub async fn plan(
-        engine: &Engine,
-        app: &AppName,
-        base: &str,
-        edit: &EnvEdit,
-    ) -> Result<(Option<ReleaseId>, Environment, Environment), engine::Error> {
-        let newest = engine.newest_release(app).await?;
-        let base: Option<Release> = match base {
-            "" => None,
-            id => Some(engine.release(app, &ReleaseId::parse(id)?).await?),
-        };
-        match (&base, &newest) {
-            (Some(b), Some(n)) if b.id != n.id => {
-                let diff = b.env.diff(&n.env);
-                return Err(engine::Error::StaleBase {
-                    base: b.id.to_string(),
-                    newest: n.id.to_string(),
-                    changes: if diff.is_empty() {
-                        format!("{} ({})", n.description, n.id)
-                    } else {
-                        diff.description()
-                    },
-                });
-            }
-            (None, Some(n)) => {
-                return Err(engine::Error::Conflict(format!(
-                "the environment changed since the editor was opened: release {} ({}) was created",
-                n.id, n.description
-            )))
-            }
-            _ => {}
-        }
-        let old = base.as_ref().map(|b| b.env.clone()).unwrap_or_default();
-        let new = edit.apply_to(&old)?;
-        Ok((base.map(|b| b.id), old, new))
+    /// The release the editor was opened on (empty: the app had none).
+    pub fn base_id(base: &str) -> Result<Option<ReleaseId>, engine::Error> {
+        (!base.is_empty())
+            .then(|| ReleaseId::parse(base))
+            .transpose()
     }
 
     pub fn preview(old: &Environment, new: &Environment) -> EnvPreview {
@@ -205,7 +173,11 @@ pub async fn preview_env(
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
     let edit = ssr::to_edit(rows, paste);
-    let (_, old, new) = ssr::plan(&ctx.engine, &app, &base, &edit).await?;
+    let (base, new) = ctx
+        .engine
+        .plan_env_edit(&app, ssr::base_id(&base)?.as_ref(), &edit)
+        .await?;
+    let old = base.map(|b| b.env).unwrap_or_default();
     Ok(ssr::preview(&old, &new))
 }
 
@@ -221,40 +193,21 @@ pub async fn apply_env(
     let app = crate::context::app_name(&app)?;
     let actor = crate::context::actor()?;
     let edit = ssr::to_edit(rows, paste);
-    let (base, _, new) = ssr::plan(&ctx.engine, &app, &base, &edit).await?;
-    let change = engine::EnvChange::replace_with(&new);
-    let has_build = match &base {
-        Some(id) => ctx.engine.release(&app, id).await?.build.is_some(),
-        None => false,
-    };
-    if has_build {
-        let (release, promotion) = ctx
-            .engine
-            .change_env_and_promote(
-                &app,
-                &change,
-                base.as_ref(),
-                None,
-                &engine::PromoteOptions::default(),
-                &actor,
-            )
-            .await?;
-        Ok(EnvApplied {
-            release: release.id.to_string(),
-            description: release.description,
-            promotion: Some(promotion.id.to_string()),
-        })
-    } else {
-        let release = ctx
-            .engine
-            .change_env(&app, &change, base.as_ref(), None, &actor)
-            .await?;
-        Ok(EnvApplied {
-            release: release.id.to_string(),
-            description: release.description,
-            promotion: None,
-        })
-    }
+    let (release, promotion) = ctx
+        .engine
+        .apply_env_edit(
+            &app,
+            ssr::base_id(&base)?.as_ref(),
+            &edit,
+            &engine::PromoteOptions::default(),
+            &actor,
+        )
+        .await?;
+    Ok(EnvApplied {
+        release: release.id.to_string(),
+        description: release.description,
+        promotion: promotion.map(|p| p.id.to_string()),
+    })
 }
 
 #[component]

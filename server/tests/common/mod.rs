@@ -62,6 +62,18 @@ impl TestApp {
         }
     }
 
+    /// `GET path` as the admin, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// A client signed in as `user` (with an API token).
     pub async fn client_for(&self, user: &str, password: &str) -> reqwest::Client {
         client_with_token(&api_token(self.addr, user, password).await)
