@@ -19,6 +19,9 @@ export default defineConfig({
     baseURL,
     // Signed in as admin (global-setup.ts); tests that need someone else make their own context.
     storageState: ADMIN_STATE,
+    // Browsers send Origin with every POST and the server requires it of cookie-authenticated
+    // state changes; Playwright's request API (page.request) is no browser and sends none.
+    extraHTTPHeaders: baseURL ? { origin: baseURL } : {},
     trace: "retain-on-failure",
     screenshot: "only-on-failure",
   },

@@ -36,8 +36,26 @@ impl ConsoleContext {
     }
 }
 
-/// The [`ConsoleContext`] of the current request, or an error if the server did not provide one.
+/// The [`ConsoleContext`] of the current request, for a signed-in caller: every page and
+/// server function goes through this (or [`console_context_for`]), so a caller who is not
+/// signed in is refused here even if the server's access check were missing.
 pub fn console_context() -> Result<ConsoleContext, crate::AppError> {
+    console_context_for(engine::Role::Viewer)
+}
+
+/// The [`ConsoleContext`] of the current request, for a signed-in caller with at least `role`
+/// (401 when nobody is signed in, 403 when the role is too low).
+pub fn console_context_for(role: engine::Role) -> Result<ConsoleContext, crate::AppError> {
+    let caller = caller()
+        .ok_or_else(|| crate::AppError::Unauthorized("sign in first".into()).with_status())?;
+    caller
+        .require(role)
+        .map_err(|e| crate::AppError::from(e).with_status())?;
+    console_context_anonymous()
+}
+
+/// The [`ConsoleContext`] without asking who is calling: only for signing in.
+pub fn console_context_anonymous() -> Result<ConsoleContext, crate::AppError> {
     leptos::prelude::use_context::<ConsoleContext>().ok_or_else(|| {
         leptos::logging::error!("ConsoleContext missing from the Leptos context");
         crate::AppError::Internal

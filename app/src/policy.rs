@@ -68,7 +68,13 @@ pub fn rules() -> Vec<Rule> {
         change::<CancelRollout>(Deployer, "promotion.cancel"),
         read::<GetEnv>(),
         change::<RevealEnv>(Deployer, "env.reveal"),
-        read::<PreviewEnv>(),
+        // Previewing compares against the stored values: a viewer could confirm a guessed
+        // secret with it, so it needs the role that may reveal them.
+        Rule {
+            path: PreviewEnv::PATH,
+            need: Need::Role(Deployer),
+            audit: None,
+        },
         change::<ApplyEnv>(Deployer, "env.change"),
         read::<GetAudit>(),
         read::<ListTokens>(),

@@ -64,7 +64,7 @@ pub async fn get_rollout(app: String) -> Result<Option<RolloutView>, AppError> {
 /// Cancels the app's running rollout; returns the promotion's state once it has ended.
 #[server(endpoint = "cancel_rollout")]
 pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let p = ctx.engine.cancel(&app, &crate::context::actor()?).await?;
     Ok(p.state.to_string())

@@ -50,6 +50,9 @@ impl Server {
             auth: engine::AuthConfig::for_tests(),
             clock: None,
             page_cache_ms: 1000,
+            public_url: None,
+            isolation: engine::sandbox::IsolationChoice::Auto,
+            app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());

@@ -20,6 +20,7 @@ use crate::rollout::{self, ActiveSet};
 use crate::router::{self, RoutingTable};
 use crate::runtime::local::LocalRuntime;
 use crate::runtime::Runtime;
+use crate::sandbox::{Isolation, IsolationChoice, Sandbox};
 use crate::store::{NewBuild, Store};
 
 /// How long a rollout may take unless the promote says otherwise (Kubernetes'
@@ -40,6 +41,10 @@ pub struct EngineConfig {
     pub stop_grace: Duration,
     /// How long in-flight requests to old processes may take to finish after a switch.
     pub drain_timeout: Duration,
+    /// How builds and app processes are confined (see [`crate::sandbox`]).
+    pub isolation: IsolationChoice,
+    /// The first uid/gid of the apps' users when the server runs as root.
+    pub app_uid_base: u32,
 }
 
 impl EngineConfig {
@@ -50,6 +55,8 @@ impl EngineConfig {
             default_deadline: DEFAULT_DEADLINE,
             stop_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            isolation: IsolationChoice::Auto,
+            app_uid_base: crate::sandbox::DEFAULT_UID_BASE,
         }
     }
 }
@@ -86,6 +93,7 @@ pub(crate) struct AppRuntime {
 pub(crate) struct Inner {
     pub store: Store,
     pub artifacts: Artifacts,
+    pub sandbox: Arc<Sandbox>,
     pub runtime: Arc<dyn Runtime>,
     pub routes: Arc<RoutingTable>,
     pub events: broadcast::Sender<EngineEvent>,
@@ -156,7 +164,9 @@ impl Engine {
     /// promotions), starts the router on `router_listener` and the runtime with the local
     /// (OS process) runtime, and brings every app's active release back up.
     pub async fn start(config: EngineConfig, router_listener: TcpListener) -> Result<Engine> {
-        Self::start_with_runtime(config, router_listener, Arc::new(LocalRuntime::new())).await
+        let sandbox = Self::sandbox(&config).await?;
+        let runtime = Arc::new(LocalRuntime::new(sandbox.clone()));
+        Self::start_inner(config, router_listener, runtime, sandbox).await
     }
 
     pub async fn start_with_runtime(
@@ -164,8 +174,32 @@ impl Engine {
         router_listener: TcpListener,
         runtime: Arc<dyn Runtime>,
     ) -> Result<Engine> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(Error::io(format!("creating {}", config.data_dir.display())))?;
+        let sandbox = Self::sandbox(&config).await?;
+        Self::start_inner(config, router_listener, runtime, sandbox).await
+    }
+
+    /// Creates the data dir, private to the server (0700), and works out the sandbox.
+    async fn sandbox(config: &EngineConfig) -> Result<Arc<Sandbox>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::io(format!("making {} private", dir.display())))?;
+        let sandbox = Sandbox::new(dir, config.isolation, config.app_uid_base).await?;
+        tracing::info!(
+            isolation = sandbox.isolation().name(),
+            "builds and apps run confined: {}",
+            sandbox.isolation()
+        );
+        Ok(Arc::new(sandbox))
+    }
+
+    async fn start_inner(
+        config: EngineConfig,
+        router_listener: TcpListener,
+        runtime: Arc<dyn Runtime>,
+        sandbox: Arc<Sandbox>,
+    ) -> Result<Engine> {
         let store = Store::open(&config.database_url).await?;
         let router_addr = router_listener
             .local_addr()
@@ -174,6 +208,7 @@ impl Engine {
         let (restored, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             artifacts: Artifacts::new(&config.data_dir),
+            sandbox,
             store,
             runtime,
             routes: RoutingTable::new(),
@@ -207,6 +242,11 @@ impl Engine {
             let _ = restore.restored.send(true);
         });
         Ok(Engine { inner })
+    }
+
+    /// How builds and app processes are confined.
+    pub fn isolation(&self) -> &Isolation {
+        self.inner.sandbox.isolation()
     }
 
     /// Where the apps' router listens.

@@ -20,6 +20,7 @@ pub mod names;
 mod rollout;
 pub mod router;
 pub mod runtime;
+pub mod sandbox;
 pub mod store;
 pub mod testing;
 pub mod time;

@@ -220,10 +220,16 @@ async fn launch(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_owned()))
         .collect();
+    let app_number = inner
+        .store
+        .app_id(&release.app)
+        .await
+        .map_err(Failure::Engine)?;
     for service in &manifest.services {
         for index in 1..=service.scale {
             let spec = ProcessSpec {
                 app: release.app.clone(),
+                app_number,
                 release: release.id.clone(),
                 service: service.name.clone(),
                 index,

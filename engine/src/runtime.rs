@@ -17,6 +17,8 @@ use crate::names::{AppName, ServiceName};
 #[derive(Clone, Debug)]
 pub struct ProcessSpec {
     pub app: AppName,
+    /// The app's number in the store: its processes run as the sandbox's uid base plus this.
+    pub app_number: i64,
     pub release: ReleaseId,
     pub service: ServiceName,
     /// 1-based index within the service (`web.1`, `web.2`).
@@ -32,6 +34,14 @@ pub struct ProcessSpec {
 impl ProcessSpec {
     pub fn name(&self) -> String {
         format!("{}.{}", self.service, self.index)
+    }
+
+    /// Whose code this is, for the sandbox.
+    pub fn tenant(&self) -> crate::sandbox::Tenant {
+        crate::sandbox::Tenant {
+            app: self.app.clone(),
+            number: self.app_number,
+        }
     }
 }
 

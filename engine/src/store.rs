@@ -145,6 +145,21 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&write).await?;
+        // Every app's values, users and sessions: readable by the server alone (SQLite gives
+        // its -wal and -shm files the database file's mode).
+        let file = options.get_filename();
+        if file != std::path::Path::new(":memory:") {
+            use std::os::unix::fs::PermissionsExt;
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = file.as_os_str().to_owned();
+                name.push(suffix);
+                let path = std::path::PathBuf::from(name);
+                if path.exists() {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(Error::io(format!("making {} private", path.display())))?;
+                }
+            }
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))

@@ -391,7 +391,14 @@ async fn app_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_process_that_fails_its_checks_gets_no_traffic_until_it_recovers() {
     let t = TestEngine::new().await;
-    let flag = t.data.path().join("healthy");
+    // Outside the data dir (which apps cannot see), in a directory the app's user may search.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let flag = shared.path().join("healthy");
     std::fs::write(&flag, "").unwrap();
     t.build(|s| {
         s.replace("interval: 5", "interval: 1")

@@ -90,6 +90,9 @@ async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, 
         auth: engine::AuthConfig::default(),
         clock: None,
         page_cache_ms,
+        public_url: None,
+        isolation: engine::sandbox::IsolationChoice::Auto,
+        app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
     };
     let listener = TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -23,7 +23,7 @@ use axum::{
 use engine::{Actor, AppName, AuditEntry, AuditResult, Principal, Role};
 use std::net::SocketAddr;
 
-use crate::{api, AppState};
+use crate::{api, front_door, AppState};
 
 /// Largest server-function body read for the audit log (larger ones are refused by the
 /// server function's own limit anyway).
@@ -53,16 +53,18 @@ pub struct Access {
 
 /// The rule for a request. Unknown server functions are refused to everyone (fail closed).
 pub fn access(method: &Method, path: &str, query: Option<&str>) -> Access {
+    // HEAD answers what GET would (its length included), so it needs what GET needs.
+    let method = if *method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     let public = Access {
         kind: Kind::Public,
         need: Need::Anyone,
         audit: None,
     };
-    if path == "/healthz"
-        || path == "/login"
-        || path.starts_with("/pkg/")
-        || path == "/favicon.svg"
-        || path == "/favicon.ico"
+    if path == "/healthz" || path == "/login" || path.starts_with("/pkg/") || path == "/favicon.svg"
     {
         return public;
     }
@@ -93,31 +95,6 @@ pub fn access(method: &Method, path: &str, query: Option<&str>) -> Access {
 /// Whether `method` can change state.
 fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-/// The `host[:port]` of an `Origin` or `Referer` value.
-fn origin_host(value: &str) -> Option<&str> {
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"))?;
-    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
-}
-
-/// CSRF: a state-changing request that says where it comes from (browsers always do for
-/// cross-origin requests) must come from this host. Clients that send neither header (the
-/// CLI, scripts) cannot carry a victim's cookie anyway.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let source = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .map(|v| v.to_str().unwrap_or("null"));
-    match source {
-        None => true,
-        Some(v) => origin_host(v).is_some_and(|h| h.eq_ignore_ascii_case(host)),
-    }
 }
 
 /// The caller, from an API token (which wins) or the session cookie. A token or session that
@@ -241,7 +218,7 @@ fn unauthorized(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     match kind {
-        Kind::Page if *method == Method::GET => {
+        Kind::Page if *method == Method::GET || *method == Method::HEAD => {
             let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             Redirect::to(&format!(
                 "/login?next={}",
@@ -287,12 +264,37 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let method = req.method().clone();
     let uri = req.uri().clone();
+    // Before any decision: a path that a later normalisation could read differently.
+    if let Some(why) = front_door::bad_path(uri.path()) {
+        return (StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into_response();
+    }
+    // DNS rebinding: a name that is not this Console's (the health check answers anyone).
+    let host = front_door::request_host(req.headers(), &uri).unwrap_or("");
+    if uri.path() != "/healthz" && !state.origins.host_allowed(host) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown Host: reach the Console at its public URL (--public-url)\n",
+        )
+            .into_response();
+    }
     let rule = access(&method, uri.path(), uri.query());
-    if is_unsafe(&method) && !same_origin(req.headers()) {
-        return forbidden(
-            rule.kind,
-            "cross-origin request refused: state-changing requests must come from the Console itself".into(),
-        );
+    if is_unsafe(&method) {
+        // CSRF: a state change that says where it comes from must come from the Console
+        // itself, and one that carries the session cookie must say it (browsers send
+        // `Origin` with every POST). Only a caller without the cookie (the CLI, scripts
+        // with an API token: nothing a browser adds by itself) may send neither header.
+        let from_console = match front_door::request_source(req.headers()) {
+            Some(source) => front_door::same_origin(source, host),
+            None => app::pages::login::ssr::session_token(req.headers()).is_none(),
+        };
+        if !from_console {
+            return forbidden(
+                rule.kind,
+                "cross-origin request refused: state-changing requests must come from the \
+                 Console itself (same Origin)"
+                    .into(),
+            );
+        }
     }
     let principal = authenticate(&state, req.headers()).await;
     req.extensions_mut().insert(Caller(principal.clone()));
@@ -373,40 +375,6 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn origins() {
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:3000")])));
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "http://127.0.0.1:3000")
-        ])));
-        assert!(same_origin(&headers(&[
-            ("host", "console.example"),
-            ("referer", "https://console.example/apps/x/env?y=1")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "http://evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "null")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "http://127.0.0.1:3000.evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[("origin", "http://x")])));
-    }
 
     #[test]
     fn rules() {

@@ -46,6 +46,24 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// The URL people and the CLI reach the Console at (`https://console.example.com`).
+    /// Requests naming any other Host are refused (DNS rebinding), except `localhost` and
+    /// loopback addresses. Without it, the Console answers to the address it listens on
+    /// (any IP address when it listens on all of them) and to loopback names only.
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<url::Url>,
+
+    /// How builds and app processes are confined: `auto` (as root, each app runs as a user
+    /// of its own and sees only its own source; otherwise Landlock hides the data dir, when
+    /// the kernel has it), `landlock`, or `environment-only` (no file-system isolation).
+    #[arg(long, env = "SLIPWAY_ISOLATION", default_value = "auto")]
+    pub isolation: engine::sandbox::IsolationChoice,
+
+    /// First uid/gid of the apps' users when the server runs as root (an app's is this
+    /// plus its number).
+    #[arg(long, env = "SLIPWAY_APP_UID_BASE", default_value_t = engine::sandbox::DEFAULT_UID_BASE)]
+    pub app_uid_base: u32,
+
     /// How long a rendered app page may be served again from memory while nothing changed
     /// (milliseconds; 0 turns the page cache off). Any change in the engine ends it at once.
     #[arg(long, env = "SLIPWAY_PAGE_CACHE_MS", default_value_t = 1000)]
@@ -59,6 +77,21 @@ pub struct Config {
     /// The clock sessions and sign-in limits read (tests move it instead of sleeping).
     #[arg(skip)]
     pub clock: Option<AuthClock>,
+}
+
+/// `--public-url`: an http(s) URL with a host and nothing after it but `/`.
+fn parse_public_url(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the public URL must start with http:// or https://".into());
+    }
+    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err("the public URL must name a host (and no user)".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("the public URL must have no path, query or fragment".into());
+    }
+    Ok(url)
 }
 
 /// A replacement clock for [`engine::Auth`].

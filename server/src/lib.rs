@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod front_door;
 pub mod page_cache;
 
 use app::{context::ConsoleContext, shell, App};
@@ -15,7 +16,10 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{future::Future, io, path::PathBuf, time::SystemTime};
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    services::{ServeDir, ServeFile},
+    trace::TraceLayer,
+};
 
 pub use config::Config;
 
@@ -36,6 +40,8 @@ pub struct AppState {
     pub page_cache: page_cache::PageCache,
     /// Ends the API's event streams when the server shuts down.
     pub shutdown: api::ShutdownSignal,
+    /// The Hosts the Console answers to and its own origin.
+    pub origins: front_door::Origins,
 }
 
 impl AppState {
@@ -47,6 +53,7 @@ impl AppState {
     ) -> Self {
         // Never fires unless replaced through `with_shutdown` (as `serve` does).
         let (_, shutdown) = api::ShutdownSignal::new();
+        let origins = front_door::Origins::new(None, leptos_options.site_addr);
         Self {
             leptos_options,
             console: ConsoleContext::new(
@@ -59,6 +66,7 @@ impl AppState {
             auth,
             page_cache: page_cache::PageCache::default(),
             shutdown,
+            origins,
         }
     }
 
@@ -104,17 +112,27 @@ pub fn build_router(state: AppState) -> Router {
     let console = state.console.clone();
     let context = move || provide_context(console.clone());
 
+    // Only the built site's files are public, each served by its own route; every other
+    // path is the Console's (its 404 page included), behind the access check.
+    let site_root = PathBuf::from(state.leptos_options.site_root.as_ref());
+    let pkg = ServeDir::new(site_root.join(state.leptos_options.site_pkg_dir.as_ref()))
+        .precompressed_br()
+        .precompressed_gzip();
+    let favicon = ServeFile::new(site_root.join("favicon.svg"));
+    let options = state.leptos_options.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        .nest_service("/pkg", pkg)
+        .route_service("/favicon.svg", favicon)
         .merge(api::router())
         .leptos_routes_with_context(&state, routes, context.clone(), {
-            let options = state.leptos_options.clone();
+            let options = options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(context, shell))
+        .fallback(leptos_axum::render_app_to_stream_with_context(
+            context,
+            move || shell(options.clone()),
+        ))
         // Behind the access check: only signed-in callers get (their own) cached pages.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -166,11 +184,13 @@ pub async fn serve(
             addr: config.router_listen.to_string(),
             source,
         })?;
-    let engine = engine::Engine::start(
-        engine::EngineConfig::new(config.database_url(), config.data_dir.clone()),
-        router_listener,
-    )
-    .await?;
+    // Deployed code must not trace this process or read its memory or environment.
+    engine::sandbox::make_server_non_dumpable()?;
+    let mut engine_config =
+        engine::EngineConfig::new(config.database_url(), config.data_dir.clone());
+    engine_config.isolation = config.isolation;
+    engine_config.app_uid_base = config.app_uid_base;
+    let engine = engine::Engine::start(engine_config, router_listener).await?;
     let mut auth = engine::Auth::new(engine.store().clone(), config.auth.clone());
     if let Some(clock) = &config.clock {
         auth = auth.with_clock(clock.0.clone());
@@ -189,6 +209,8 @@ pub async fn serve(
     let mut state = AppState::new(options, engine.clone(), auth, config.examples_dir.clone())
         .with_shutdown(signal);
     state.console.secure_cookies = config.secure_cookies;
+    state.origins =
+        front_door::Origins::new(config.public_url.as_ref(), state.leptos_options.site_addr);
     state.page_cache =
         page_cache::PageCache::new(std::time::Duration::from_millis(config.page_cache_ms));
     let shutdown = async move {
@@ -201,6 +223,7 @@ pub async fn serve(
         listen = %state.leptos_options.site_addr,
         router_listen = %engine.router_addr(),
         data_dir = %config.data_dir.display(),
+        isolation = engine.isolation().name(),
         site_root = %state.leptos_options.site_root,
         "slipway-server ready"
     );

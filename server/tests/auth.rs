@@ -219,6 +219,7 @@ async fn sessions_end_on_logout_and_after_inactivity_and_cookies_are_strict() {
     let res = reqwest::Client::new()
         .post(app.url("/api/logout"))
         .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, app.url(""))
         .header(header::ACCEPT, "application/json")
         .send()
         .await

@@ -31,6 +31,10 @@ pub struct ServerInfo {
     pub uptime_secs: u64,
     /// Where the apps' router listens (`http://APP.localhost:PORT`).
     pub router_port: u16,
+    /// How builds and apps are confined (`app-users`, `landlock`, `environment-only`) and
+    /// what that means.
+    pub isolation: String,
+    pub isolation_detail: String,
 }
 
 #[cfg(feature = "ssr")]
@@ -42,8 +46,15 @@ pub mod ssr {
     use std::time::SystemTime;
 
     /// The plain function behind [`super::get_server_info`].
-    pub fn server_info(started_at: SystemTime, now: SystemTime, router_port: u16) -> ServerInfo {
+    pub fn server_info(
+        started_at: SystemTime,
+        now: SystemTime,
+        router_port: u16,
+        isolation: &engine::sandbox::Isolation,
+    ) -> ServerInfo {
         ServerInfo {
+            isolation: isolation.name().to_owned(),
+            isolation_detail: isolation.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: httpdate::fmt_http_date(started_at),
             uptime_secs: now
@@ -115,6 +126,7 @@ pub async fn get_server_info() -> Result<ServerInfo, AppError> {
         ctx.started_at,
         std::time::SystemTime::now(),
         ctx.engine.router_addr().port(),
+        ctx.engine.isolation(),
     ))
 }
 
@@ -127,7 +139,7 @@ pub async fn list_apps() -> Result<Vec<AppRow>, AppError> {
 /// Builds and promotes the example app; the Releases page then shows the rollout.
 #[server(endpoint = "deploy_example")]
 pub async fn deploy_example() -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let actor = crate::context::actor()?;
     Ok(ssr::deploy_example(&ctx.engine, &ctx.examples_dir, &actor).await?)
 }
@@ -264,6 +276,7 @@ fn AppsTable(apps: Vec<AppRow>) -> impl IntoView {
 
 #[component]
 fn ServerInfoList(info: ServerInfo) -> impl IntoView {
+    let isolation_title = info.isolation_detail.clone();
     view! {
         <dl class="facts">
             <div>
@@ -281,6 +294,13 @@ fn ServerInfoList(info: ServerInfo) -> impl IntoView {
             <div>
                 <dt>"Apps' router"</dt>
                 <dd><code>{format!("http://APP.localhost:{}", info.router_port)}</code></dd>
+            </div>
+            <div>
+                <dt>"Isolation"</dt>
+                <dd data-testid="server-isolation" title=isolation_title>
+                    <code>{info.isolation}</code>
+                    <span class="muted small">" — " {info.isolation_detail}</span>
+                </dd>
             </div>
         </dl>
     }
@@ -314,14 +334,24 @@ mod tests {
         use std::time::{Duration, UNIX_EPOCH};
 
         let started = UNIX_EPOCH + Duration::from_secs(784_111_777);
-        let info = ssr::server_info(started, started + Duration::from_secs(90), 8080);
+        let info = ssr::server_info(
+            started,
+            started + Duration::from_secs(90),
+            8080,
+            &engine::sandbox::Isolation::EnvironmentOnly,
+        );
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(info.started_at, "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(info.uptime_secs, 90);
         assert_eq!(info.router_port, 8080);
 
         // a clock that went backwards is not an error
-        let info = ssr::server_info(started, UNIX_EPOCH, 8080);
+        let info = ssr::server_info(
+            started,
+            UNIX_EPOCH,
+            8080,
+            &engine::sandbox::Isolation::EnvironmentOnly,
+        );
         assert_eq!(info.uptime_secs, 0);
     }
 }

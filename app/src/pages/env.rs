@@ -151,7 +151,7 @@ pub async fn get_env(app: String) -> Result<EnvEditorData, AppError> {
 /// The value of one variable of a release, for the editor's Reveal.
 #[server(endpoint = "reveal_env")]
 pub async fn reveal_env(app: String, release: String, key: String) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let release = ctx
         .engine
@@ -170,7 +170,7 @@ pub async fn preview_env(
     #[server(default)] rows: Vec<EnvRowForm>,
     #[server(default)] paste: String,
 ) -> Result<EnvPreview, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let edit = ssr::to_edit(rows, paste);
     let (base, new) = ctx
@@ -189,7 +189,7 @@ pub async fn apply_env(
     #[server(default)] rows: Vec<EnvRowForm>,
     #[server(default)] paste: String,
 ) -> Result<EnvApplied, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let actor = crate::context::actor()?;
     let edit = ssr::to_edit(rows, paste);

@@ -27,9 +27,17 @@ pub mod ssr {
             .filter(|v| !v.is_empty())
     }
 
-    /// Only paths on this server: anything else (`//evil.example`, `https://...`) goes home.
+    /// Only paths on this server, written in plain characters: anything else goes home.
+    /// Browsers drop tabs and newlines from URLs and read `\\` as `/`, so `/\t/evil.example`
+    /// or `/\\evil.example` would become `//evil.example` (another site); control characters
+    /// would not even fit in a `Location` header.
     pub fn safe_next(next: &str) -> &str {
-        if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        let plain = next
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/?#[]@!$&'()*+,;=%:".contains(&b));
+        let mut chars = next.chars();
+        let same_site = chars.next() == Some('/') && !matches!(chars.next(), Some('/'));
+        if plain && same_site && next.len() <= 2048 {
             next
         } else {
             "/"
@@ -78,7 +86,7 @@ pub async fn login(
     password: String,
     #[server(default)] next: String,
 ) -> Result<(), AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_anonymous()?;
     let ok = ctx
         .auth
         .login(&username, &password, ssr::client_addr())

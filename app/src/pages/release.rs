@@ -111,7 +111,7 @@ pub async fn get_release(app: String, id: String) -> Result<ReleaseDetail, AppEr
 /// Creates a new release with this release's build and environment and promotes it.
 #[server(endpoint = "rollback_release")]
 pub async fn rollback_release(app: String, release: String) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let release = engine::ReleaseId::parse(&release)?;
     let (new, _) = ctx

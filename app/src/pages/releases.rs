@@ -113,7 +113,7 @@ pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPa
 /// Starts a rolling update to `release`; returns the promotion's ID at once.
 #[server(endpoint = "promote_release")]
 pub async fn promote_release(app: String, release: String) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let release = engine::ReleaseId::parse(&release)?;
     let promotion = ctx

@@ -119,7 +119,7 @@ pub mod ssr {
 /// Every user, by name. Admins only.
 #[server(endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Admin)?;
     let me = ssr::admin()?;
     Ok(ssr::users(&ctx.auth, &me).await?)
 }
@@ -131,7 +131,7 @@ pub async fn create_user(
     password: String,
     role: String,
 ) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Admin)?;
     ssr::admin()?;
     Ok(ssr::create(&ctx.auth, &username, &password, &role).await?)
 }
@@ -144,7 +144,7 @@ pub async fn update_user(
     role: Option<String>,
     disabled: Option<bool>,
 ) -> Result<String, AppError> {
-    let ctx = crate::context::console_context()?;
+    let ctx = crate::context::console_context_for(engine::Role::Admin)?;
     ssr::admin()?;
     let role = ssr::role(role.as_deref())?;
     Ok(ssr::update(&ctx.auth, &username, role, disabled).await?)

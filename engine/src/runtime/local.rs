@@ -13,15 +13,12 @@ use tokio::sync::watch;
 
 use super::{Process, ProcessSpec, Runtime};
 use crate::error::{Error, Result};
+use crate::sandbox::Sandbox;
 
 /// Lines of output kept per process.
 const OUTPUT_LINES: usize = 500;
 /// Longest line kept; longer ones are cut.
 const OUTPUT_LINE_BYTES: usize = 4096;
-/// Variables of the server's own environment that processes inherit; nothing else leaks.
-const INHERITED: &[&str] = &[
-    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "SHELL",
-];
 
 /// `exec COMMAND` for a simple command, so that the process itself (not a shell around it)
 /// is the group leader, gets the signals and dies with the server; compound commands (pipes,
@@ -40,12 +37,16 @@ fn shell_command(command: &str) -> String {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct LocalRuntime;
+/// Runs each process confined by the [`Sandbox`]: as its app's own user (or under Landlock),
+/// with a cleared environment, seeing only its own source in the data dir.
+#[derive(Debug)]
+pub struct LocalRuntime {
+    sandbox: Arc<Sandbox>,
+}
 
 impl LocalRuntime {
-    pub fn new() -> Self {
-        LocalRuntime
+    pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        LocalRuntime { sandbox }
     }
 }
 
@@ -127,18 +128,15 @@ impl Runtime for LocalRuntime {
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(shell_command(&spec.command))
-            .current_dir(&spec.cwd)
-            .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for key in INHERITED {
-            if let Ok(v) = std::env::var(key) {
-                cmd.env(key, v);
-            }
-        }
+        // Its own user, its own view of the data dir, a cleared environment, `cwd` as working
+        // directory (registered first: the death signal below must be set after the user
+        // changes, which clears it).
+        self.sandbox.confine(&mut cmd, &spec.tenant(), &spec.cwd)?;
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
@@ -273,14 +271,30 @@ mod tests {
     use crate::ids::ReleaseId;
     use crate::names::{AppName, ServiceName};
 
-    fn spec(command: &str, http: bool) -> ProcessSpec {
+    /// A runtime over a fresh data dir, and a source directory in it.
+    async fn runtime() -> (tempfile::TempDir, LocalRuntime, std::path::PathBuf) {
+        let data = tempfile::tempdir().unwrap();
+        let cwd = data.path().join("sources/t/abc");
+        std::fs::create_dir_all(&cwd).unwrap();
+        let sandbox = Sandbox::new(
+            data.path(),
+            crate::sandbox::IsolationChoice::Auto,
+            crate::sandbox::DEFAULT_UID_BASE,
+        )
+        .await
+        .unwrap();
+        (data, LocalRuntime::new(Arc::new(sandbox)), cwd)
+    }
+
+    fn spec(cwd: &std::path::Path, command: &str, http: bool) -> ProcessSpec {
         ProcessSpec {
             app: AppName::parse("t").unwrap(),
+            app_number: 1,
             release: ReleaseId::generate(),
             service: ServiceName::parse("web").unwrap(),
             index: 1,
             command: command.into(),
-            cwd: std::env::temp_dir(),
+            cwd: cwd.to_path_buf(),
             env: vec![("GREETING".into(), "hi there".into())],
             http,
         }
@@ -309,8 +323,10 @@ mod tests {
 
     #[tokio::test]
     async fn runs_with_env_and_keeps_output() {
-        let p = LocalRuntime::new()
+        let (_data, runtime, cwd) = runtime().await;
+        let p = runtime
             .start(spec(
+                &cwd,
                 "echo \"$GREETING $PORT $SLIPWAY_SERVICE\"; echo oops >&2; exit 3",
                 true,
             ))
@@ -328,8 +344,9 @@ mod tests {
 
     #[tokio::test]
     async fn stop_terminates_the_whole_group() {
-        let p = LocalRuntime::new()
-            .start(spec("sleep 1000 & sleep 1000; wait", false))
+        let (_data, runtime, cwd) = runtime().await;
+        let p = runtime
+            .start(spec(&cwd, "sleep 1000 & sleep 1000; wait", false))
             .await
             .unwrap();
         let (pid, ticks) = p.os_identity().unwrap();
@@ -367,8 +384,10 @@ mod tests {
 
     #[tokio::test]
     async fn stop_kills_what_ignores_sigterm() {
-        let p = LocalRuntime::new()
+        let (_data, runtime, cwd) = runtime().await;
+        let p = runtime
             .start(spec(
+                &cwd,
                 "trap '' TERM; echo ready; while true; do sleep 0.05; done",
                 false,
             ))

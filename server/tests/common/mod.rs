@@ -40,6 +40,9 @@ impl TestApp {
             auth: engine::AuthConfig::for_tests(),
             clock: None,
             page_cache_ms: 1000,
+            public_url: None,
+            isolation: engine::sandbox::IsolationChoice::Auto,
+            app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
         };
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
