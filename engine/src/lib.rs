@@ -27,7 +27,7 @@ pub mod time;
 pub use artifacts::BuildSource;
 pub use auth::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
-    Principal, Role, TokenId, User, Username, Via,
+    Principal, Role, TokenId, TokenLifetime, User, Username, Via,
 };
 pub use engine::{
     Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,
