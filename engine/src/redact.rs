@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn short_values_are_left_alone() {
-        assert_eq!(mask_values("port 80 on, abc", ["80", "on", "abc"]), "port 80 on, abc");
+        assert_eq!(
+            mask_values("port 80 on, abc", ["80", "on", "abc"]),
+            "port 80 on, abc"
+        );
         assert_eq!(mask_values("x abcd y", ["abcd"]), "x •••• y");
         // Characters, not bytes: three multi-byte characters are still short.
         assert_eq!(mask_values("ééé", ["ééé"]), "ééé");
@@ -164,7 +167,10 @@ mod tests {
             "grüße: •••• ✓"
         );
         assert_eq!(mask_values("✓✓✓✓✓", ["✓✓✓✓"]), "••••");
-        assert_eq!(mask_values("日本語のテキスト", ["のテキス"]), "日本語••••ト");
+        assert_eq!(
+            mask_values("日本語のテキスト", ["のテキス"]),
+            "日本語••••ト"
+        );
         // A value that is the mask's own character is still found, and the result stays UTF-8.
         assert_eq!(mask_values("a••••b", ["••••"]), "a••••b");
     }

@@ -507,7 +507,11 @@ async fn sign_in_is_rate_limited_per_client_address_whatever_the_names() {
     let attacker = ip("192.0.2.7");
     for i in 0..per_address {
         assert_eq!(
-            kind(t.auth.login(&format!("u{i}"), "wrong password", attacker).await),
+            kind(
+                t.auth
+                    .login(&format!("u{i}"), "wrong password", attacker)
+                    .await
+            ),
             ErrorKind::Unauthenticated
         );
     }
@@ -584,10 +588,7 @@ async fn a_token_with_a_lifetime_is_refused_from_its_expiry_on() {
     // And it survives a restart.
     let mut t = t;
     t.restart().await;
-    assert_eq!(
-        kind(t.auth.token(&plain).await),
-        ErrorKind::Unauthenticated
-    );
+    assert_eq!(kind(t.auth.token(&plain).await), ErrorKind::Unauthenticated);
 }
 
 #[tokio::test]
@@ -695,7 +696,10 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
     t.auth.set_password(&alice, "a new password").await.unwrap();
     assert!(t.auth.session(&s.session_token).await.is_err());
 
-    t.auth.create_token(&root, "t", Role::Viewer, None).await.unwrap();
+    t.auth
+        .create_token(&root, "t", Role::Viewer, None)
+        .await
+        .unwrap();
     t.auth.login("root", "root's password", None).await.unwrap();
     t.auth.delete_user(&root).await.unwrap();
     let users = t.auth.list_users().await.unwrap();

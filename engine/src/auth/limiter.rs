@@ -206,7 +206,8 @@ mod tests {
         l.succeeded(ok);
         // Other names from the attacker's address: up to the per-address limit (20 in all).
         for i in 0..15 {
-            l.begin(&format!("user{}", i / 5), Some(attacker), 40 + i).unwrap();
+            l.begin(&format!("user{}", i / 5), Some(attacker), 40 + i)
+                .unwrap();
         }
         limited(l.begin("someone-else", Some(attacker), 60));
         // The office's own failures are its own: admin's success there forgot them.
@@ -219,7 +220,8 @@ mod tests {
         l.begin("alice", None, 0).unwrap();
         l.begin("alice", None, 1).unwrap();
         limited(l.begin("alice", None, 2));
-        l.begin("alice", Some("10.0.0.1".parse().unwrap()), 2).unwrap();
+        l.begin("alice", Some("10.0.0.1".parse().unwrap()), 2)
+            .unwrap();
     }
 
     #[test]

@@ -505,7 +505,10 @@ mod tests {
     #[test]
     fn token_lifetimes_are_1_to_366_days() {
         assert_eq!(TokenLifetime::days(1).unwrap().as_days(), 1);
-        assert_eq!(TokenLifetime::days(366).unwrap().as_millis(), 366 * 86_400_000);
+        assert_eq!(
+            TokenLifetime::days(366).unwrap().as_millis(),
+            366 * 86_400_000
+        );
         for bad in [0, -1, 367, i64::MAX, i64::MIN] {
             let e = TokenLifetime::days(bad).unwrap_err();
             assert!(e.to_string().starts_with("expires_in_days: "), "{e}");
