@@ -265,6 +265,39 @@ async fn promote_env(app: &TestApp, env: Value) -> Value {
     promotion
 }
 
+/// Reads an event stream (bounded) until the promotion-finished event of `promotion`; returns
+/// its data.
+async fn finished_event(events: &mut reqwest::Response, promotion: &str) -> String {
+    const EVENT: &str = "event: promotion-finished\n";
+    let mut seen: Vec<u8> = Vec::new();
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            // Whole events only: the last piece may not have arrived in full.
+            let whole = text.rsplit_once("\n\n").map_or("", |(whole, _)| whole);
+            let finished = whole
+                .split("\n\n")
+                .filter_map(|e| e.strip_prefix(EVENT))
+                .find(|data| data.contains(&format!("\"id\":\"{promotion}\"")));
+            if let Some(data) = finished {
+                return Some(data.to_owned());
+            }
+            match events.chunk().await.expect("stream") {
+                Some(chunk) => seen.extend_from_slice(&chunk),
+                None => return None,
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(Some(data)) => data,
+        other => panic!(
+            "no promotion-finished event ({other:?}): {}",
+            String::from_utf8_lossy(&seen)
+        ),
+    }
+}
+
 async fn text(client: &reqwest::Client, url: &str) -> String {
     let res = client.get(url).send().await.expect("GET");
     assert_eq!(res.status(), 200, "{url}");
@@ -310,7 +343,10 @@ async fn a_viewer_sees_the_apps_own_values_masked_in_its_output() {
     assert!(shown.contains("says: ••••"), "{shown}");
 
     // A promotion that failed keeps the output of its process, printed with its release's
-    // environment.
+    // environment. (Its end is followed live too.)
+    let events = app.url("/api/v1/apps/hello/events");
+    let mut viewer_events = viewer.get(&events).send().await.expect("events");
+    let mut deployer_events = deployer.get(&events).send().await.expect("events");
     let failed = promote_env(
         &app,
         json!({"EXAMPLE_SAY": FAILED, "EXAMPLE_EXIT_AT_START": "1"}),
@@ -342,6 +378,15 @@ async fn a_viewer_sees_the_apps_own_values_masked_in_its_output() {
     }
     let (_, all) = get_json(&deployer, &app.url("/api/v1/apps/hello/promotions")).await;
     assert!(all.to_string().contains(FAILED), "{all}");
+    let live = finished_event(&mut viewer_events, id).await;
+    assert!(
+        !live.contains(FAILED),
+        "a viewer sees the value live: {live}"
+    );
+    assert!(live.contains("says: ••••"), "{live}");
+    let live = finished_event(&mut deployer_events, id).await;
+    assert!(live.contains(FAILED), "{live}");
+    drop((viewer_events, deployer_events));
 
     // The Console's pages too: the rollout panel and the release's promotions.
     let release = failed["release"].as_str().expect("release");
