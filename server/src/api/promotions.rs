@@ -71,15 +71,17 @@ async fn processes(
     ApiQuery(q): ApiQuery<ProcessesQuery>,
 ) -> ApiResult<Json<Value>> {
     let app = app_name(&app)?;
-    engine.app(&app).await?;
+    // The processes run with the active release's environment. Should a promotion switch
+    // releases meanwhile, the values of the releases active before and after the output was
+    // read are both masked.
+    let active_before: Vec<ReleaseId> =
+        engine.app(&app).await?.active_release.into_iter().collect();
     let lines = q.lines.unwrap_or(100).clamp(1, 500);
-    // The values of the active release the processes run with (read after the output, so
-    // that a release that became active meanwhile is masked too).
     let output = engine.process_output(&app, lines);
     let redactor = if who.sees_values() {
         engine::Redactor::default()
     } else {
-        engine.output_redactor(&app, &[]).await?
+        engine.output_redactor(&app, &active_before).await?
     };
     let processes: Vec<Value> = output
         .into_iter()
