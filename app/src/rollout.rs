@@ -52,13 +52,32 @@ pub mod ssr {
             events: events.into_iter().map(|e| e.message).collect(),
         }))
     }
+
+    /// The rollout's output with the app's own env values masked (`••••`), for callers who
+    /// may not see them (viewers).
+    pub async fn mask_output(
+        engine: &Engine,
+        app: &AppName,
+        rollout: &mut RolloutView,
+    ) -> Result<(), engine::Error> {
+        if let Some(output) = &rollout.failed_output {
+            let release = engine::ReleaseId::parse(&rollout.release)?;
+            let redactor = engine.output_redactor(app, &[release]).await?;
+            rollout.failed_output = Some(redactor.redact(output));
+        }
+        Ok(())
+    }
 }
 
 #[server(endpoint = "get_rollout")]
 pub async fn get_rollout(app: String) -> Result<Option<RolloutView>, AppError> {
     let ctx = crate::context::console_context()?;
     let app = crate::context::app_name(&app)?;
-    Ok(ssr::latest_rollout(&ctx.engine, &app).await?)
+    let mut rollout = ssr::latest_rollout(&ctx.engine, &app).await?;
+    if let (Some(r), false) = (&mut rollout, crate::context::can_deploy()) {
+        ssr::mask_output(&ctx.engine, &app, r).await?;
+    }
+    Ok(rollout)
 }
 
 /// Cancels the app's running rollout; returns the promotion's state once it has ended.

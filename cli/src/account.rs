@@ -1,6 +1,6 @@
 //! Signing in and out, who am I, API tokens and the audit log.
 
-use engine::{ApiToken, AuditRecord, AuditResult, Role, TokenId, Username};
+use engine::{ApiToken, AuditRecord, AuditResult, Role, TokenId, TokenLifetime, Username};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
@@ -310,6 +310,13 @@ pub async fn list_tokens(ctx: &Ctx, all: bool) -> Result<(), CliError> {
                 t.prefix.clone(),
                 engine::time::ago(t.created_at, now),
                 when(t.last_used_at, "never"),
+                match t.expires_at {
+                    Some(at) if t.is_expired(now) => {
+                        format!("expired {}", engine::time::ago(at, now))
+                    }
+                    Some(at) => engine::time::until(at, now),
+                    None => "never".to_owned(),
+                },
                 when(t.revoked_at, ""),
             ]);
             row
@@ -319,18 +326,55 @@ pub async fn list_tokens(ctx: &Ctx, all: bool) -> Result<(), CliError> {
     if all {
         header.push("OWNER");
     }
-    header.extend(["NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED"]);
+    header.extend([
+        "NAME",
+        "ROLE",
+        "PREFIX",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "REVOKED",
+    ]);
     print!("{}", table(&header, &rows));
     Ok(())
 }
 
+/// `--expires-in`: a lifetime, or `None` for `never`.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetime(pub Option<TokenLifetime>);
+
+/// Parses `--expires-in`: `never`, or days (`30`, `30d`) from 1 to 366.
+pub fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    if s.trim().eq_ignore_ascii_case("never") {
+        return Ok(Lifetime(None));
+    }
+    TokenLifetime::parse(s)
+        .map(|l| Lifetime(Some(l)))
+        .map_err(|e| match e {
+            engine::Error::Invalid { message, .. } => message,
+            other => other.to_string(),
+        })
+}
+
 /// `slipway tokens create`: the token alone on standard output, the note on standard error.
-pub async fn create_token(ctx: &Ctx, role: &str, name: Option<String>) -> Result<(), CliError> {
+pub async fn create_token(
+    ctx: &Ctx,
+    role: &str,
+    name: Option<String>,
+    lifetime: Option<TokenLifetime>,
+) -> Result<(), CliError> {
     let role = Role::parse(role)?;
     let name = name.unwrap_or_else(|| format!("{role}@{}", hostname()));
     let made: Value = ctx
         .client
-        .post("/tokens", &json!({ "name": name, "role": role }))
+        .post(
+            "/tokens",
+            &json!({
+                "name": name,
+                "role": role,
+                "expires_in_days": lifetime.map(|l| l.as_days()),
+            }),
+        )
         .await?;
     if ctx.json {
         return ctx.print_json(&made);
@@ -338,8 +382,12 @@ pub async fn create_token(ctx: &Ctx, role: &str, name: Option<String>) -> Result
     let made: TokenCreated =
         serde_json::from_value(made).map_err(|e| CliError::Protocol(e.to_string()))?;
     println!("{}", made.token);
+    let expires = match made.info.expires_at {
+        Some(at) => format!("expires {}", engine::time::exact(at)),
+        None => "never expires".to_owned(),
+    };
     eprintln!(
-        "Created token {} ({}, {}). It is shown this once: store it now.",
+        "Created token {} ({}, {}, {expires}). It is shown this once: store it now.",
         made.info.id, made.info.name, made.info.role
     );
     Ok(())

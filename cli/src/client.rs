@@ -16,7 +16,7 @@ pub enum CliError {
     },
     /// 401: no credentials, or a token the server no longer accepts. `message` is the
     /// server's; `hint` (if not empty) says where the credentials came from.
-    #[error("not signed in (or the token was revoked): run slipway login{hint}")]
+    #[error("not signed in (or the token was revoked or expired): run slipway login{hint}")]
     NotSignedIn { message: String, hint: String },
     #[error("cannot reach the Slipway server at {host}: {reason} (is it running? `make run` starts one; --host or SLIPWAY_HOST points elsewhere)")]
     Unreachable { host: String, reason: String },

@@ -122,6 +122,9 @@ enum TokensCmd {
         /// What it is for [default: ROLE@HOSTNAME].
         #[arg(long)]
         name: Option<String>,
+        /// When it stops working: DAYS (`30` or `30d`, 1 to 366), or `never` [default: never].
+        #[arg(long, value_name = "DAYS", value_parser = account::parse_lifetime)]
+        expires_in: Option<account::Lifetime>,
     },
     /// Revoke an API token: it is refused from now on.
     Revoke { id: String },
@@ -572,7 +575,14 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             action: Some(action),
             ..
         } => match action {
-            TokensCmd::Create { role, name } => account::create_token(ctx, &role, name).await,
+            TokensCmd::Create {
+                role,
+                name,
+                expires_in,
+            } => {
+                let lifetime = expires_in.and_then(|l| l.0);
+                account::create_token(ctx, &role, name, lifetime).await
+            }
             TokensCmd::Revoke { id } => account::revoke_token(ctx, &id).await,
         },
         Command::Audit {

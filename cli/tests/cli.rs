@@ -359,7 +359,8 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-const NOT_SIGNED_IN: &str = "not signed in (or the token was revoked): run slipway login";
+const NOT_SIGNED_IN: &str =
+    "not signed in (or the token was revoked or expired): run slipway login";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_whoami_and_logout() {
@@ -620,5 +621,57 @@ async fn a_token_cannot_make_a_stronger_token() {
         .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("not allowed"), "{out:?}");
+    s.stop().await;
+}
+
+/// `--expires-in` gives a token a lifetime, shown in the list; a bad one is refused before
+/// anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_may_expire() {
+    let s = Server::start().await;
+    let out = s
+        .run(
+            &[
+                "tokens",
+                "create",
+                "--role",
+                "viewer",
+                "--name",
+                "month",
+                "--expires-in",
+                "30d",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains(", expires 20"), "{out:?}");
+    let table = s.ok(&["tokens"]).await;
+    assert!(table.lines().next().unwrap().contains("EXPIRES"), "{table}");
+    let month = table.lines().find(|l| l.contains("month")).unwrap();
+    // A moment less than 30 days are left.
+    assert!(month.contains("in 4 weeks"), "{table}");
+    let list: serde_json::Value = serde_json::from_str(&s.ok(&["tokens", "--json"]).await).unwrap();
+    let made = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "month")
+        .unwrap();
+    let days =
+        (made["expires_at"].as_i64().unwrap() - made["created_at"].as_i64().unwrap()) / 86_400_000;
+    assert_eq!(days, 30, "{made}");
+
+    for bad in ["0", "367d", "soon"] {
+        let out = s
+            .run(
+                &["tokens", "create", "--role", "viewer", "--expires-in", bad],
+                None,
+            )
+            .await;
+        assert_ne!(out.code, 0, "{bad}: {out:?}");
+        assert!(out.stderr.contains("--expires-in"), "{bad}: {out:?}");
+        assert!(out.stderr.contains("1 to 366"), "{bad}: {out:?}");
+    }
     s.stop().await;
 }

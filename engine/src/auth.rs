@@ -34,7 +34,7 @@ mod types;
 pub use password::{PasswordParams, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 pub use types::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, LoginOk, Principal, Role, TokenId,
-    User, Username, Via,
+    TokenLifetime, User, Username, Via,
 };
 
 use rand::distr::Alphanumeric;
@@ -96,9 +96,14 @@ pub struct AuthConfig {
     pub session_idle: Duration,
     /// A session older than this ends, used or not (default 7 days).
     pub session_max_age: Duration,
-    /// Failed sign-ins per user name, and per client address, allowed in `login_window`
-    /// (default 5); further attempts are refused with `RateLimited` until the window passes.
+    /// Failed sign-ins per user name from one client address allowed in `login_window`
+    /// (default 5); further attempts for that name from that address are refused with
+    /// `RateLimited` until the window passes. The same name from another address is not
+    /// limited by them: one address cannot lock a user out of everywhere.
     pub login_max_failures: u32,
+    /// Failed sign-ins from one client address, whatever the names, allowed in
+    /// `login_window` (default 20: generous, for offices behind one address).
+    pub login_max_failures_per_address: u32,
     /// Default 15 minutes.
     pub login_window: Duration,
     /// `last_seen_at` of sessions and `last_used_at` of tokens are written at most this often
@@ -109,6 +114,9 @@ pub struct AuthConfig {
     /// process makes (sign out, revoke, role, disable, password) forgets them all at once, so
     /// the delay only applies to changes made by another Console instance.
     pub verified_for: Duration,
+    /// How often the server deletes sessions that can no longer be used (revoked, idle or
+    /// too old) with [`Auth::purge_sessions`] (default 1 hour).
+    pub purge_interval: Duration,
 }
 
 impl Default for AuthConfig {
@@ -118,9 +126,11 @@ impl Default for AuthConfig {
             session_idle: Duration::from_secs(12 * 3600),
             session_max_age: Duration::from_secs(7 * 24 * 3600),
             login_max_failures: 5,
+            login_max_failures_per_address: 20,
             login_window: Duration::from_secs(15 * 60),
             touch_interval: Duration::from_secs(60),
             verified_for: Duration::from_secs(1),
+            purge_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -151,8 +161,8 @@ pub struct Auth {
     /// the time taken does not tell whether it does. Made on first need.
     dummy_hash: Arc<OnceLock<String>>,
     /// Sessions and tokens (by hash) recently found good, with when (see
-    /// [`AuthConfig::verified_for`]).
-    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, (Principal, Millis)>>>,
+    /// [`AuthConfig::verified_for`]) and when they end, if they do.
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, Verified>>>,
 }
 
 impl fmt::Debug for Auth {
@@ -161,6 +171,13 @@ impl fmt::Debug for Auth {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// A session or token found good: who, when, and until when at most.
+struct Verified {
+    principal: Principal,
+    at: Millis,
+    ends_at: Option<Millis>,
 }
 
 /// The user name an admin is bootstrapped with.
@@ -176,7 +193,7 @@ const TOKEN_NAME_MAX: usize = 64;
 
 const BAD_LOGIN: &str = "wrong user name or password";
 const BAD_SESSION: &str = "not signed in, or the session has ended; sign in again";
-const BAD_TOKEN: &str = "the API token is not valid or was revoked";
+const BAD_TOKEN: &str = "the API token is not valid, has expired or was revoked";
 
 fn millis(d: Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
@@ -236,7 +253,11 @@ impl Auth {
     /// Authentication on `store` (usually `engine.store().clone()`; the tables come with the
     /// store's migrations) with the real clock.
     pub fn new(store: Store, config: AuthConfig) -> Auth {
-        let limiter = LoginLimiter::new(config.login_max_failures, millis(config.login_window));
+        let limiter = LoginLimiter::new(
+            config.login_max_failures,
+            config.login_max_failures_per_address,
+            millis(config.login_window),
+        );
         Auth {
             store,
             config: Arc::new(config),
@@ -356,8 +377,10 @@ impl Auth {
     /// (trimmed and lowercased here). Every failure — unknown user, wrong password, disabled
     /// user — is the same `Error::Unauthenticated` and takes as long (an unknown user is
     /// checked against a dummy hash). After `login_max_failures` failures in `login_window`
-    /// for the name or for `client`, attempts are refused with `Error::RateLimited` without
-    /// checking the password; a success forgets the name's failures.
+    /// for the name from `client`, or `login_max_failures_per_address` from `client` for any
+    /// names, attempts from `client` are refused with `Error::RateLimited` without checking
+    /// the password — the same name from another address still signs in. A success forgets
+    /// the name's failures from that address.
     pub async fn login(
         &self,
         username: &str,
@@ -451,7 +474,10 @@ impl Auth {
             role: row.role,
             via: Via::Session,
         };
-        self.remember_verified(hash, &principal, now);
+        // (From the last use the store knew of: the cache may only end sooner.)
+        let ends_at = (row.last_seen_at + millis(self.config.session_idle))
+            .min(row.created_at + millis(self.config.session_max_age));
+        self.remember_verified(hash, &principal, now, Some(ends_at));
         Ok(principal)
     }
 
@@ -463,11 +489,18 @@ impl Auth {
         }
         let now = self.now();
         let verified = self.verified.lock().ok()?;
-        let (principal, at) = verified.get(hash)?;
-        (now >= *at && now - at < ttl).then(|| principal.clone())
+        let v = verified.get(hash)?;
+        let good = now >= v.at && now - v.at < ttl && v.ends_at.is_none_or(|end| now < end);
+        good.then(|| v.principal.clone())
     }
 
-    fn remember_verified(&self, hash: String, principal: &Principal, now: Millis) {
+    fn remember_verified(
+        &self,
+        hash: String,
+        principal: &Principal,
+        now: Millis,
+        ends_at: Option<Millis>,
+    ) {
         if self.config.verified_for.is_zero() {
             return;
         }
@@ -476,7 +509,14 @@ impl Auth {
             if verified.len() >= 10_000 {
                 verified.clear();
             }
-            verified.insert(hash, (principal.clone(), now));
+            verified.insert(
+                hash,
+                Verified {
+                    principal: principal.clone(),
+                    at: now,
+                    ends_at,
+                },
+            );
         }
     }
 
@@ -511,7 +551,7 @@ impl Auth {
     }
 
     /// Deletes sessions that can no longer be used (revoked, idle or too old); returns how
-    /// many. Call it now and then (hourly, say) to keep the table small.
+    /// many. The server calls it every [`AuthConfig::purge_interval`] to keep the table small.
     pub async fn purge_sessions(&self) -> Result<u64> {
         let now = self.now();
         self.store
@@ -522,17 +562,24 @@ impl Auth {
             .await
     }
 
+    /// How many sessions the store holds, usable or not (until [`Auth::purge_sessions`]).
+    pub async fn count_sessions(&self) -> Result<u64> {
+        self.store.count_sessions().await
+    }
+
     // ---- API tokens ----
 
     /// Creates an API token for `owner` named `name` (1 to 64 characters) that may do what
-    /// `role` allows. Returns it and the plain token (`slw_` + 40 alphanumeric characters),
-    /// which is shown once and never stored. `Error::Forbidden` when `role` is above the
-    /// owner's role, `Error::Conflict` when the owner is disabled.
+    /// `role` allows, for `lifetime` from now (`None`: until revoked). Returns it and the
+    /// plain token (`slw_` + 40 alphanumeric characters), which is shown once and never
+    /// stored. `Error::Forbidden` when `role` is above the owner's role, `Error::Conflict`
+    /// when the owner is disabled.
     pub async fn create_token(
         &self,
         owner: &Username,
         name: &str,
         role: Role,
+        lifetime: Option<TokenLifetime>,
     ) -> Result<(ApiToken, String)> {
         let name = check_token_name(name)?;
         let user = self.store.user(owner).await?;
@@ -545,23 +592,25 @@ impl Auth {
             });
         }
         let plain = format!("{TOKEN_PREFIX}{}", random_alphanumeric(TOKEN_RANDOM_LEN));
+        let now = self.now();
         let token = ApiToken {
             id: TokenId::generate(),
             owner: owner.clone(),
             name: name.to_owned(),
             role,
             prefix: plain.chars().take(TOKEN_DISPLAY_LEN).collect(),
-            created_at: self.now(),
+            created_at: now,
             last_used_at: None,
             revoked_at: None,
+            expires_at: lifetime.map(|l| now.saturating_add(l.as_millis())),
         };
         self.store.insert_token(&token, &token_hash(&plain)).await?;
         Ok((token, plain))
     }
 
     /// Who holds the API token `plain`. Its role is the lower of the token's and its owner's
-    /// current role. `Error::Unauthenticated` when the token is unknown or revoked or its
-    /// owner is disabled. Marks the token used (at most once per `touch_interval`).
+    /// current role. `Error::Unauthenticated` when the token is unknown, revoked or expired
+    /// or its owner is disabled. Marks the token used (at most once per `touch_interval`).
     pub async fn token(&self, plain: &str) -> Result<Principal> {
         let refused = || Error::Unauthenticated(BAD_TOKEN.into());
         if !is_api_token(plain) {
@@ -572,10 +621,10 @@ impl Auth {
             return Ok(p);
         }
         let row = self.store.token_row(&hash).await?.ok_or_else(refused)?;
-        if row.revoked || row.owner_disabled {
+        let now = self.now();
+        if row.revoked || row.owner_disabled || row.expires_at.is_some_and(|at| now >= at) {
             return Err(refused());
         }
-        let now = self.now();
         let due = row
             .last_used_at
             .is_none_or(|t| now - t >= millis(self.config.touch_interval));
@@ -587,11 +636,11 @@ impl Auth {
             role: row.role.min(row.owner_role),
             via: Via::Token(row.id),
         };
-        self.remember_verified(hash, &principal, now);
+        self.remember_verified(hash, &principal, now, row.expires_at);
         Ok(principal)
     }
 
-    /// The tokens of `owner`, or everyone's, revoked ones included, newest first.
+    /// The tokens of `owner`, or everyone's, revoked and expired ones included, newest first.
     pub async fn list_tokens(&self, owner: Option<&Username>) -> Result<Vec<ApiToken>> {
         self.store.list_tokens(owner).await
     }

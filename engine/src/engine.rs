@@ -795,6 +795,24 @@ impl Engine {
         })
     }
 
+    /// What to mask in output of `app` (see [`crate::redact`]) shown to someone who may not
+    /// see its environment values: the values of `releases` (the ones the output came from)
+    /// and of the app's active release. One query, whatever the number of releases.
+    pub async fn output_redactor(
+        &self,
+        app: &AppName,
+        releases: &[ReleaseId],
+    ) -> Result<crate::redact::Redactor> {
+        let mut ids: Vec<ReleaseId> = releases.to_vec();
+        ids.extend(self.inner.store.app(app).await?.active_release);
+        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids.dedup();
+        let found = self.inner.store.releases_among(app, &ids).await?;
+        Ok(crate::redact::Redactor::from_envs(
+            found.iter().map(|r| &r.env),
+        ))
+    }
+
     /// Stops every rollout (rolling it back) and every process, and the router. The active
     /// releases come back up at the next start.
     pub async fn shutdown(&self) {

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod manifest;
 pub mod model;
 pub mod names;
+pub mod redact;
 mod rollout;
 pub mod router;
 pub mod runtime;
@@ -28,7 +29,7 @@ pub mod time;
 pub use artifacts::BuildSource;
 pub use auth::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
-    Principal, Role, TokenId, User, Username, Via,
+    Principal, Role, TokenId, TokenLifetime, User, Username, Via,
 };
 pub use engine::{
     Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,
@@ -39,3 +40,4 @@ pub use ids::{BuildId, PromotionId, ReleaseId};
 pub use manifest::Manifest;
 pub use model::*;
 pub use names::{Actor, AppName, ServiceName};
+pub use redact::Redactor;

@@ -432,6 +432,24 @@ impl Store {
         .ok_or_else(|| Error::not_found("release", id.to_string()))
     }
 
+    /// The releases of `app` among `ids` (unknown ones are left out), in one query.
+    pub async fn releases_among(&self, app: &AppName, ids: &[ReleaseId]) -> Result<Vec<Release>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "SELECT {RELEASE_COLS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE a.name = "
+        ));
+        q.push_bind(app.as_str().to_owned()).push(" AND r.id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.as_str().to_owned());
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.read).await?;
+        rows.iter().map(release_from_row).collect()
+    }
+
     pub async fn newest_release(&self, app: &AppName) -> Result<Option<Release>> {
         sqlx::query(&format!(
             "SELECT {RELEASE_COLS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE a.name = ? ORDER BY r.seq DESC LIMIT 1"

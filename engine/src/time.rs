@@ -4,8 +4,28 @@
 /// "1 week ago", like `convox releases`.
 pub fn ago(created_ms: i64, now_ms: i64) -> String {
     let secs = (now_ms - created_ms).max(0) / 1000;
+    match amount(secs) {
+        Some(words) => format!("{words} ago"),
+        None => "just now".into(),
+    }
+}
+
+/// A time to come → "in 5 minutes", "in 4 weeks" (and "now" when it is under 10 seconds
+/// away); a time gone by as [`ago`].
+pub fn until(at_ms: i64, now_ms: i64) -> String {
+    if at_ms < now_ms {
+        return ago(at_ms, now_ms);
+    }
+    match amount((at_ms - now_ms) / 1000) {
+        Some(words) => format!("in {words}"),
+        None => "now".into(),
+    }
+}
+
+/// Seconds in words ("5 minutes"), `None` under 10 seconds.
+fn amount(secs: i64) -> Option<String> {
     let (n, unit) = match secs {
-        0..=9 => return "just now".into(),
+        i64::MIN..=9 => return None,
         10..=59 => (secs, "second"),
         60..=3599 => (secs / 60, "minute"),
         3600..=86_399 => (secs / 3600, "hour"),
@@ -14,7 +34,7 @@ pub fn ago(created_ms: i64, now_ms: i64) -> String {
         2_592_000..=31_535_999 => (secs / 2_592_000, "month"),
         _ => (secs / 31_536_000, "year"),
     };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+    Some(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }))
 }
 
 /// Milliseconds since the epoch → `2026-11-26 13:50:07 UTC`.
@@ -58,6 +78,17 @@ mod tests {
         assert_eq!(ago(now - 3 * 3_600_000, now), "3 hours ago");
         assert_eq!(ago(now - 7 * 86_400_000, now), "1 week ago");
         assert_eq!(ago(now - 400 * 86_400_000, now), "1 year ago");
+    }
+
+    #[test]
+    fn to_come() {
+        let now = 1_800_000_000_000;
+        assert_eq!(until(now, now), "now");
+        assert_eq!(until(now + 5 * 60_000, now), "in 5 minutes");
+        assert_eq!(until(now + 29 * 86_400_000, now), "in 4 weeks");
+        assert_eq!(until(now + 30 * 86_400_000, now), "in 1 month");
+        assert_eq!(until(now + 90 * 86_400_000, now), "in 3 months");
+        assert_eq!(until(now - 2 * 86_400_000, now), "2 days ago");
     }
 
     #[test]

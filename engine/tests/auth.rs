@@ -262,7 +262,7 @@ async fn session_and_api_tokens_are_stored_only_as_hashes() {
         .unwrap();
     let (token, plain) = t
         .auth
-        .create_token(&alice, "ci", Role::Deployer)
+        .create_token(&alice, "ci", Role::Deployer, None)
         .await
         .unwrap();
 
@@ -329,7 +329,7 @@ async fn logged_out_sessions_and_revoked_tokens_are_refused() {
 
     let (token, plain) = t
         .auth
-        .create_token(&alice, "ci", Role::Deployer)
+        .create_token(&alice, "ci", Role::Deployer, None)
         .await
         .unwrap();
     let p = t.auth.token(&plain).await.unwrap();
@@ -435,55 +435,58 @@ async fn sessions_end_when_idle_or_too_old_and_are_touched_at_most_once_a_minute
 }
 
 #[tokio::test]
-async fn sign_in_is_rate_limited_per_user_name_until_the_window_passes() {
+async fn sign_in_is_rate_limited_per_user_name_and_address_until_the_window_passes() {
     let t = Setup::new().await;
     t.user("alice", "alice's password", Role::Viewer).await;
     t.user("bob", "bob's password", Role::Viewer).await;
+    let home = ip("10.0.1.1");
 
-    // Four failures, then a success, forget alice's failures...
-    for i in 0..4 {
-        let addr = ip(&format!("10.0.1.{i}"));
+    // Four failures, then a success, forget alice's failures from there...
+    for _ in 0..4 {
         assert_eq!(
-            kind(t.auth.login("alice", "wrong password", addr).await),
+            kind(t.auth.login("alice", "wrong password", home).await),
             ErrorKind::Unauthenticated
         );
     }
+    t.auth
+        .login("alice", "alice's password", home)
+        .await
+        .unwrap();
+    // ...so five more are allowed.
+    for _ in 0..5 {
+        assert_eq!(
+            kind(t.auth.login("ALICE", "wrong password", home).await),
+            ErrorKind::Unauthenticated
+        );
+    }
+    // Then even the right password is refused from there without being checked...
+    let limited = t.auth.login("alice", "alice's password", home).await;
+    assert_eq!(retry_after(limited), 15 * 60);
+    assert_eq!(
+        message(t.auth.login("alice", "alice's password", home).await),
+        "too many failed sign-in attempts; try again in 900 seconds"
+    );
+    // ...but not from anywhere else: failures from one address never lock a user out of
+    // the others.
     t.auth
         .login("alice", "alice's password", ip("10.0.2.1"))
         .await
         .unwrap();
-    // ...so five more are allowed, each from another address.
-    for i in 0..5 {
-        let addr = ip(&format!("10.0.3.{i}"));
-        assert_eq!(
-            kind(t.auth.login("ALICE", "wrong password", addr).await),
-            ErrorKind::Unauthenticated
-        );
-    }
-    // Then even the right password is refused without being checked.
-    let limited = t
-        .auth
-        .login("alice", "alice's password", ip("10.0.4.1"))
-        .await;
-    assert_eq!(retry_after(limited), 15 * 60);
-    assert_eq!(
-        message(t.auth.login("alice", "alice's password", None).await),
-        "too many failed sign-in attempts; try again in 900 seconds"
-    );
-    // Other users are not affected.
     t.auth
-        .login("bob", "bob's password", ip("10.0.3.0"))
+        .login("alice", "alice's password", None)
         .await
         .unwrap();
+    // Other users are not affected, from the same address either.
+    t.auth.login("bob", "bob's password", home).await.unwrap();
 
     t.clock.advance(14 * MINUTE);
     assert_eq!(
-        retry_after(t.auth.login("alice", "alice's password", None).await),
+        retry_after(t.auth.login("alice", "alice's password", home).await),
         60
     );
     t.clock.advance(MINUTE);
     t.auth
-        .login("alice", "alice's password", None)
+        .login("alice", "alice's password", home)
         .await
         .unwrap();
     // Unknown names are limited too (the limiter does not tell whether a user exists).
@@ -497,38 +500,43 @@ async fn sign_in_is_rate_limited_per_user_name_until_the_window_passes() {
 }
 
 #[tokio::test]
-async fn sign_in_is_rate_limited_per_client_address() {
+async fn sign_in_is_rate_limited_per_client_address_whatever_the_names() {
     let t = Setup::new().await;
     t.user("alice", "alice's password", Role::Viewer).await;
+    let per_address = AuthConfig::for_tests().login_max_failures_per_address;
     let attacker = ip("192.0.2.7");
-    for name in ["u1", "u2", "u3", "alice", "u5"] {
+    for i in 0..per_address {
         assert_eq!(
-            kind(t.auth.login(name, "wrong password", attacker).await),
+            kind(
+                t.auth
+                    .login(&format!("u{i}"), "wrong password", attacker)
+                    .await
+            ),
             ErrorKind::Unauthenticated
         );
     }
     // The address is blocked for every name, the right password included...
     assert_eq!(
-        kind(t.auth.login("u6", "wrong password", attacker).await),
+        kind(t.auth.login("u-next", "wrong password", attacker).await),
         ErrorKind::RateLimited
     );
     assert_eq!(
         kind(t.auth.login("alice", "alice's password", attacker).await),
         ErrorKind::RateLimited
     );
-    // ...but alice from elsewhere is fine (one failure on her name).
+    // ...but alice from elsewhere is fine.
     t.auth
         .login("alice", "alice's password", ip("198.51.100.1"))
         .await
         .unwrap();
     // Other addresses of the same IPv6 /64 count as one.
-    for i in 1..=5 {
+    for i in 0..per_address {
         let addr = ip(&format!("2001:db8:0:1::{i}"));
-        let _ = t.auth.login("u7", "wrong password", addr).await;
+        let _ = t.auth.login(&format!("v{i}"), "wrong password", addr).await;
     }
     let same_net = t
         .auth
-        .login("alice", "alice's password", ip("2001:db8:0:1::99"))
+        .login("alice", "alice's password", ip("2001:db8:0:1::ffff"))
         .await;
     assert_eq!(kind(same_net), ErrorKind::RateLimited);
 
@@ -538,9 +546,66 @@ async fn sign_in_is_rate_limited_per_client_address() {
         .await
         .unwrap();
     t.auth
-        .login("alice", "alice's password", ip("2001:db8:0:1::99"))
+        .login("alice", "alice's password", ip("2001:db8:0:1::ffff"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_with_a_lifetime_is_refused_from_its_expiry_on() {
+    let t = Setup::new().await;
+    let alice = t.user("alice", "alice's password", Role::Deployer).await;
+    let week = TokenLifetime::days(7).unwrap();
+    let (token, plain) = t
+        .auth
+        .create_token(&alice, "ci", Role::Deployer, Some(week))
+        .await
+        .unwrap();
+    assert_eq!(token.expires_at, Some(token.created_at + 7 * 86_400_000));
+    let (forever, forever_plain) = t
+        .auth
+        .create_token(&alice, "laptop", Role::Viewer, None)
+        .await
+        .unwrap();
+    assert_eq!(forever.expires_at, None);
+    t.auth.token(&plain).await.unwrap();
+    // Listed with its expiry.
+    let listed = t.auth.list_tokens(Some(&alice)).await.unwrap();
+    let found = listed.iter().find(|l| l.id == token.id).unwrap();
+    assert_eq!(found.expires_at, token.expires_at);
+    assert!(!found.is_expired(t.clock.now()));
+
+    t.clock.advance(7 * 24 * HOUR - Duration::from_millis(1));
+    t.auth.token(&plain).await.unwrap();
+    t.clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        message(t.auth.token(&plain).await),
+        "the API token is not valid, has expired or was revoked"
+    );
+    assert!(found.is_expired(t.clock.now()));
+    // A token without a lifetime lives on.
+    t.auth.token(&forever_plain).await.unwrap();
+    // And it survives a restart.
+    let mut t = t;
+    t.restart().await;
+    assert_eq!(kind(t.auth.token(&plain).await), ErrorKind::Unauthenticated);
+}
+
+#[tokio::test]
+async fn dead_sessions_are_counted_until_purged() {
+    let t = Setup::new().await;
+    t.user("alice", "alice's password", Role::Viewer).await;
+    for _ in 0..3 {
+        t.auth
+            .login("alice", "alice's password", None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(t.auth.count_sessions().await.unwrap(), 3);
+    t.clock.advance(13 * HOUR);
+    assert_eq!(t.auth.count_sessions().await.unwrap(), 3);
+    assert_eq!(t.auth.purge_sessions().await.unwrap(), 3);
+    assert_eq!(t.auth.count_sessions().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -549,16 +614,16 @@ async fn a_tokens_role_never_exceeds_its_owners() {
     let dep = t.user("dep", "dep's password", Role::Deployer).await;
     let admin = t.user("root", "root's password", Role::Admin).await;
 
-    let too_high = t.auth.create_token(&dep, "ci", Role::Admin).await;
+    let too_high = t.auth.create_token(&dep, "ci", Role::Admin, None).await;
     assert_eq!(message(too_high), "this needs the admin role");
     let (_, deploy) = t
         .auth
-        .create_token(&dep, "deploy", Role::Deployer)
+        .create_token(&dep, "deploy", Role::Deployer, None)
         .await
         .unwrap();
     let (_, view) = t
         .auth
-        .create_token(&dep, "view", Role::Viewer)
+        .create_token(&dep, "view", Role::Viewer, None)
         .await
         .unwrap();
     assert_eq!(t.auth.token(&deploy).await.unwrap().role, Role::Deployer);
@@ -573,19 +638,19 @@ async fn a_tokens_role_never_exceeds_its_owners() {
     t.auth.disable_user(&dep).await.unwrap();
     assert_eq!(kind(t.auth.token(&view).await), ErrorKind::Unauthenticated);
     assert_eq!(
-        kind(t.auth.create_token(&dep, "x", Role::Viewer).await),
+        kind(t.auth.create_token(&dep, "x", Role::Viewer, None).await),
         ErrorKind::Conflict
     );
     t.auth.enable_user(&dep).await.unwrap();
     t.auth.token(&view).await.unwrap();
 
     assert_eq!(
-        kind(t.auth.create_token(&admin, " ", Role::Viewer).await),
+        kind(t.auth.create_token(&admin, " ", Role::Viewer, None).await),
         ErrorKind::Invalid
     );
     let nobody = Username::parse("nobody").unwrap();
     assert_eq!(
-        kind(t.auth.create_token(&nobody, "x", Role::Viewer).await),
+        kind(t.auth.create_token(&nobody, "x", Role::Viewer, None).await),
         ErrorKind::NotFound
     );
     let mine = t.auth.list_tokens(Some(&dep)).await.unwrap();
@@ -631,7 +696,10 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
     t.auth.set_password(&alice, "a new password").await.unwrap();
     assert!(t.auth.session(&s.session_token).await.is_err());
 
-    t.auth.create_token(&root, "t", Role::Viewer).await.unwrap();
+    t.auth
+        .create_token(&root, "t", Role::Viewer, None)
+        .await
+        .unwrap();
     t.auth.login("root", "root's password", None).await.unwrap();
     t.auth.delete_user(&root).await.unwrap();
     let users = t.auth.list_users().await.unwrap();
@@ -787,7 +855,7 @@ async fn users_sessions_tokens_and_audit_survive_a_restart() {
     let admin = session.principal.user.clone();
     let (token, plain) = t
         .auth
-        .create_token(&admin, "ci", Role::Deployer)
+        .create_token(&admin, "ci", Role::Deployer, None)
         .await
         .unwrap();
     let rec = t

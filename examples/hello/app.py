@@ -6,6 +6,7 @@ Its environment can make it misbehave, for trying out rollbacks:
   EXAMPLE_EXIT_AT_START=1     exits at once with an error
   EXAMPLE_START_DELAY_MS=N    listens only after N milliseconds
   EXAMPLE_HEALTH_FILE=PATH    /health answers 500 while PATH does not exist
+  EXAMPLE_SAY=TEXT            prints "says: TEXT" at start (to see output masked for viewers)
 Only the Python standard library is used.
 """
 import html
@@ -20,6 +21,9 @@ SHOWN_PREFIXES = ("SLIPWAY_", "EXAMPLE_", "GREETING", "PORT")
 
 
 def main():
+    say = os.environ.get("EXAMPLE_SAY")
+    if say:
+        print(f"says: {say}", flush=True)
     if os.environ.get("EXAMPLE_EXIT_AT_START") == "1":
         print("EXAMPLE_EXIT_AT_START=1: exiting with an error on purpose", file=sys.stderr, flush=True)
         sys.exit(3)

@@ -206,6 +206,8 @@ pub async fn serve(
         );
     }
     let (trigger, signal) = api::ShutdownSignal::new();
+    // Deletes dead sessions now and then; ends when the server shuts down.
+    let purge = tokio::spawn(purge_sessions(auth.clone(), signal.clone()));
     let mut state = AppState::new(options, engine.clone(), auth, config.examples_dir.clone())
         .with_shutdown(signal);
     state.console.secure_cookies = config.secure_cookies;
@@ -234,11 +236,36 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .map_err(Error::Serve);
+    // Fired by the shutdown (or never started, when serving failed): make sure it ends.
+    purge.abort();
+    let _ = purge.await;
     // Roll back running rollouts and stop the apps' processes; they come back at the next start.
     engine.shutdown().await;
     served?;
     tracing::info!("slipway-server stopped");
     Ok(())
+}
+
+/// Deletes sessions that can no longer be used (revoked, idle or too old) at start and then
+/// every `purge_interval`, until `shutdown` fires. The expiry decisions read `auth`'s clock.
+async fn purge_sessions(auth: engine::Auth, mut shutdown: api::ShutdownSignal) {
+    let every = auth
+        .config()
+        .purge_interval
+        .max(std::time::Duration::from_millis(10));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.fired() => return,
+        }
+        match auth.purge_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "purged dead sessions"),
+            Err(e) => tracing::warn!("could not purge dead sessions: {e}"),
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -105,6 +105,18 @@ pub async fn get_release(app: String, id: String) -> Result<ReleaseDetail, AppEr
         .map_err(|_| AppError::NotFound(format!("release {id}")).with_status())?;
     let mut detail = ssr::detail(&ctx.engine, &app, &id).await?;
     detail.can_deploy = crate::context::can_deploy();
+    if !detail.can_deploy && detail.promotions.iter().any(|p| p.failed_output.is_some()) {
+        // Every promotion here ran this release, with its environment.
+        let redactor = ctx
+            .engine
+            .output_redactor(&app, std::slice::from_ref(&id))
+            .await?;
+        for p in &mut detail.promotions {
+            if let Some(output) = &mut p.failed_output {
+                *output = redactor.redact(output);
+            }
+        }
+    }
     Ok(detail)
 }
 

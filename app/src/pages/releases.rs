@@ -107,6 +107,9 @@ pub async fn get_releases(app: String, before: Option<i64>) -> Result<ReleasesPa
     let app = crate::context::app_name(&app)?;
     let mut page = ssr::releases_page(&ctx.engine, &app, before).await?;
     page.can_deploy = crate::context::can_deploy();
+    if let (Some(r), false) = (&mut page.latest_rollout, page.can_deploy) {
+        crate::rollout::ssr::mask_output(&ctx.engine, &app, r).await?;
+    }
     Ok(page)
 }
 

@@ -25,9 +25,25 @@ pub struct TokenRow {
     pub last_used_exact: Option<String>,
     pub revoked_ago: Option<String>,
     pub revoked_exact: Option<String>,
+    /// When it expires ("in 4 weeks", "2 days ago"); `None`: never.
+    pub expires_in: Option<String>,
+    pub expires_exact: Option<String>,
+    /// Whether it has expired (and is refused).
+    pub expired: bool,
     /// Whether the caller may revoke it (its owner or an admin, and not revoked yet).
     pub can_revoke: bool,
 }
+
+/// The lifetimes the form offers: (value of `expires_in_days`, label). Empty: never.
+pub const LIFETIMES: [(&str, &str); 5] = [
+    ("7", "7 days"),
+    ("30", "30 days"),
+    ("90", "90 days"),
+    ("366", "1 year"),
+    ("", "never"),
+];
+/// The lifetime a new token gets unless another is chosen.
+pub const DEFAULT_LIFETIME: &str = "90";
 
 /// What the Tokens page shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,8 +58,8 @@ pub struct TokensData {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::{TokenRow, TokensData};
-    use crate::AppError;
-    use engine::{time, ApiToken, Auth, Principal, Role};
+    use crate::{error::FieldMessage, AppError};
+    use engine::{time, ApiToken, Auth, Principal, Role, TokenLifetime};
     use leptos::prelude::use_context;
 
     /// The cookie that carries a token created by a form posted without JavaScript to the
@@ -61,6 +77,7 @@ pub mod ssr {
     fn row(t: ApiToken, by: &Principal, now: i64) -> TokenRow {
         TokenRow {
             can_revoke: t.revoked_at.is_none() && by.is_self_or_admin(&t.owner),
+            expired: t.is_expired(now),
             id: t.id.to_string(),
             owner: t.owner.to_string(),
             name: t.name,
@@ -72,6 +89,8 @@ pub mod ssr {
             last_used_exact: t.last_used_at.map(time::exact),
             revoked_ago: t.revoked_at.map(|at| time::ago(at, now)),
             revoked_exact: t.revoked_at.map(time::exact),
+            expires_in: t.expires_at.map(|at| time::until(at, now)),
+            expires_exact: t.expires_at.map(time::exact),
         }
     }
 
@@ -97,13 +116,35 @@ pub mod ssr {
         })
     }
 
-    /// Creates a token for the caller with at most the caller's role; returns the plain token.
+    /// The lifetime chosen in the form: days (`30`, `30d`), or empty or `never` for none.
+    /// A bad value is an error of the `expires_in_days` field.
+    pub fn lifetime(expires_in_days: &str) -> Result<Option<TokenLifetime>, AppError> {
+        match expires_in_days.trim() {
+            "" | "never" => Ok(None),
+            days => TokenLifetime::parse(days).map(Some).map_err(|e| {
+                let message = match e {
+                    engine::Error::Invalid { message, .. } => message,
+                    other => other.to_string(),
+                };
+                AppError::Fields(vec![FieldMessage {
+                    field: TokenLifetime::FIELD.into(),
+                    message: format!("Expires: {message}"),
+                }])
+                .with_status()
+            }),
+        }
+    }
+
+    /// Creates a token for the caller with at most the caller's role, living `expires_in_days`
+    /// (see [`lifetime`]); returns the plain token.
     pub async fn create(
         auth: &Auth,
         by: &Principal,
         name: &str,
         role: &str,
+        expires_in_days: &str,
     ) -> Result<String, AppError> {
+        let lifetime = lifetime(expires_in_days)?;
         let role = Role::parse(role.trim())?;
         if !by.role.allows(role) {
             return Err(AppError::Forbidden(format!(
@@ -112,7 +153,7 @@ pub mod ssr {
             ))
             .with_status());
         }
-        let (_, plain) = auth.create_token(&by.user, name, role).await?;
+        let (_, plain) = auth.create_token(&by.user, name, role, lifetime).await?;
         Ok(plain)
     }
 
@@ -202,13 +243,18 @@ pub async fn list_tokens() -> Result<TokensData, AppError> {
     Ok(ssr::tokens(&ctx.auth, &caller).await?)
 }
 
-/// Creates an API token for the caller named `name` with `role` (at most the caller's) and
-/// returns it: the only time its plain value is shown.
+/// Creates an API token for the caller named `name` with `role` (at most the caller's),
+/// expiring after `expires_in_days` days (empty: never), and returns it: the only time its
+/// plain value is shown.
 #[server(endpoint = "create_token")]
-pub async fn create_token(name: String, role: String) -> Result<String, AppError> {
+pub async fn create_token(
+    name: String,
+    role: String,
+    #[server(default)] expires_in_days: String,
+) -> Result<String, AppError> {
     let ctx = crate::context::console_context()?;
     let caller = ssr::signed_in()?;
-    let plain = ssr::create(&ctx.auth, &caller, &name, &role).await?;
+    let plain = ssr::create(&ctx.auth, &caller, &name, &role, &expires_in_days).await?;
     if ssr::posted_without_js() {
         ssr::pass_to_page(&plain, ctx.secure_cookies);
     }
@@ -274,8 +320,24 @@ fn NewToken(token: String) -> impl IntoView {
     }
 }
 
+/// The message of the form's last error for `field`, when the form was posted without
+/// JavaScript and the server named that field (with JavaScript the form's notice shows it).
+fn field_error(field: &'static str) -> Option<String> {
+    use leptos::server_fn::error::ServerFnUrlError;
+    let error = use_context::<leptos::server::ServerActionError>()?;
+    match ServerFnUrlError::<AppError>::decode_err(error.err()) {
+        AppError::Fields(fields) => fields
+            .into_iter()
+            .find(|f| f.field == field)
+            .map(|f| f.message),
+        _ => None,
+    }
+}
+
 #[component]
 fn NewTokenForm(roles: Vec<String>) -> impl IntoView {
+    let expires_error = field_error("expires_in_days");
+    let expires_invalid = expires_error.is_some().then_some("true");
     view! {
         <section class="card" aria-labelledby="new-token-heading">
             <h2 id="new-token-heading">"New token"</h2>
@@ -308,6 +370,25 @@ fn NewTokenForm(roles: Vec<String>) -> impl IntoView {
                             .collect_view()}
                     </select>
                 </div>
+                <div class="field">
+                    <label for="token-expires">"Expires after"</label>
+                    <select
+                        id="token-expires"
+                        class="input"
+                        name="expires_in_days"
+                        aria-invalid=expires_invalid
+                        aria-describedby="token-expires-error"
+                    >
+                        {LIFETIMES
+                            .into_iter()
+                            .map(|(days, label)| {
+                                let selected = days == DEFAULT_LIFETIME;
+                                view! { <option value=days selected=selected>{label}</option> }
+                            })
+                            .collect_view()}
+                    </select>
+                    <p class="field-error" id="token-expires-error">{expires_error}</p>
+                </div>
                 <div class="field field-submit">
                     <button type="submit" class="button">"Create token"</button>
                 </div>
@@ -338,6 +419,7 @@ fn TokensTable(data: TokensData) -> impl IntoView {
                         <th scope="col">"Token"</th>
                         <th scope="col">"Created"</th>
                         <th scope="col">"Last used"</th>
+                        <th scope="col">"Expires"</th>
                         <th scope="col">"Status"</th>
                         <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                     </tr>
@@ -356,6 +438,10 @@ fn TokenRowView(t: TokenRow, everyone: bool) -> impl IntoView {
     let revoked = t.revoked_at_view();
     let last_used = match (t.last_used_ago.clone(), t.last_used_exact.clone()) {
         (Some(ago), Some(exact)) => view! { <span title=exact>{ago}</span> }.into_any(),
+        _ => view! { <span class="muted">"never"</span> }.into_any(),
+    };
+    let expires = match (t.expires_in.clone(), t.expires_exact.clone()) {
+        (Some(when), Some(exact)) => view! { <span title=exact>{when}</span> }.into_any(),
         _ => view! { <span class="muted">"never"</span> }.into_any(),
     };
     let revoke = t.can_revoke.then(|| {
@@ -392,6 +478,7 @@ fn TokenRowView(t: TokenRow, everyone: bool) -> impl IntoView {
             <td><code>{format!("{}…", t.prefix)}</code></td>
             <td><span title=t.created_exact.clone()>{t.created_ago.clone()}</span></td>
             <td>{last_used}</td>
+            <td data-testid="token-expires">{expires}</td>
             <td>{revoked}</td>
             <td>{revoke}</td>
         </tr>
@@ -399,8 +486,11 @@ fn TokenRowView(t: TokenRow, everyone: bool) -> impl IntoView {
 }
 
 impl TokenRow {
-    /// "active", or when it was revoked.
+    /// "active", "expired", or when it was revoked.
     fn revoked_at_view(&self) -> AnyView {
+        if self.expired && self.revoked_ago.is_none() {
+            return view! { <span class="status status-failed">"expired"</span> }.into_any();
+        }
         match (&self.revoked_ago, &self.revoked_exact) {
             (Some(ago), Some(exact)) => view! {
                 <span class="status status-failed">"revoked"</span>
@@ -430,6 +520,9 @@ mod tests {
             last_used_exact: None,
             revoked_ago: revoked.then(|| "just now".into()),
             revoked_exact: revoked.then(|| "2026-01-01 00:00:00 UTC".into()),
+            expires_in: None,
+            expires_exact: None,
+            expired: false,
             can_revoke,
         }
     }
@@ -461,6 +554,48 @@ mod tests {
         assert!(!html.contains("Owner"), "{html}");
     }
 
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_bad_lifetime_is_an_error_of_its_field() {
+        assert_eq!(ssr::lifetime("").unwrap(), None);
+        assert_eq!(ssr::lifetime("never").unwrap(), None);
+        assert_eq!(ssr::lifetime("30").unwrap().map(|l| l.as_days()), Some(30));
+        for bad in ["0", "400", "soon"] {
+            match ssr::lifetime(bad) {
+                Err(AppError::Fields(f)) => {
+                    assert_eq!(f[0].field, "expires_in_days");
+                    assert!(f[0].message.starts_with("Expires: "), "{}", f[0].message);
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn table_shows_when_tokens_expire() {
+        let mut soon = token("TAAAAAAAAAA", false, true);
+        soon.expires_in = Some("in 4 weeks".into());
+        soon.expires_exact = Some("2026-02-01 00:00:00 UTC".into());
+        let mut gone = token("TBBBBBBBBBB", false, true);
+        gone.expires_in = Some("2 days ago".into());
+        gone.expires_exact = Some("2025-12-30 00:00:00 UTC".into());
+        gone.expired = true;
+        let data = TokensData {
+            rows: vec![soon, gone, token("TCCCCCCCCCC", false, true)],
+            everyone: false,
+            roles: vec!["viewer".into()],
+        };
+        let html = view! { <TokensTable data /> }.to_html();
+        assert!(html.contains("Expires"), "{html}");
+        assert!(html.contains("in 4 weeks"), "{html}");
+        assert!(
+            html.contains(r#"title="2026-02-01 00:00:00 UTC""#),
+            "{html}"
+        );
+        assert!(html.contains(">expired<"), "{html}");
+        assert!(html.contains(">never<"), "{html}");
+    }
+
     #[test]
     fn create_form_offers_only_the_given_roles() {
         let html =
@@ -468,5 +603,12 @@ mod tests {
         assert!(html.contains(r#"<option value="deployer">"#), "{html}");
         assert!(!html.contains("admin"), "{html}");
         assert!(html.contains(r#"data-result="token-created""#), "{html}");
+        assert!(html.contains(r#"name="expires_in_days""#), "{html}");
+        for days in ["7", "30", "90", "366", ""] {
+            assert!(
+                html.contains(&format!(r#"value="{days}""#)),
+                "{days}: {html}"
+            );
+        }
     }
 }

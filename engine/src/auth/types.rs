@@ -257,6 +257,89 @@ pub struct ApiToken {
     pub last_used_at: Option<Millis>,
     /// When it was revoked; a revoked token is refused.
     pub revoked_at: Option<Millis>,
+    /// From when on it is refused, like a revoked one; `None`: never. (Missing in the JSON of
+    /// servers from before token expiry: never.)
+    #[serde(default)]
+    pub expires_at: Option<Millis>,
+}
+
+impl ApiToken {
+    /// Whether it has expired at `now`.
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// How long a new API token lives: a whole number of days from 1 to
+/// [`TokenLifetime::MAX_DAYS`]. (A token that never expires has no lifetime: `None`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct TokenLifetime(u32);
+
+impl TokenLifetime {
+    /// The longest lifetime, a year (leap years included).
+    pub const MAX_DAYS: u32 = 366;
+    /// The name of the field in errors (the API's and the Console's).
+    pub const FIELD: &'static str = "expires_in_days";
+
+    /// `days` days; `Error::Invalid` unless 1 ≤ `days` ≤ 366.
+    pub fn days(days: i64) -> Result<TokenLifetime> {
+        match u32::try_from(days) {
+            Ok(d) if (1..=Self::MAX_DAYS).contains(&d) => Ok(TokenLifetime(d)),
+            _ => Err(Error::invalid(
+                Self::FIELD,
+                format!(
+                    "a token lives from 1 to {} days, not {days}",
+                    Self::MAX_DAYS
+                ),
+            )),
+        }
+    }
+
+    /// `"30"` or `"30d"` (surrounding spaces ignored): 30 days.
+    pub fn parse(s: &str) -> Result<TokenLifetime> {
+        let t = s.trim();
+        let digits = t.strip_suffix(['d', 'D']).unwrap_or(t);
+        match digits.parse::<i64>() {
+            Ok(days) => TokenLifetime::days(days),
+            Err(_) => Err(Error::invalid(
+                Self::FIELD,
+                format!(
+                    "{s:?} is not a number of days (like 30 or 30d, from 1 to {})",
+                    Self::MAX_DAYS
+                ),
+            )),
+        }
+    }
+
+    /// The lifetime in days.
+    pub fn as_days(self) -> u32 {
+        self.0
+    }
+
+    /// The lifetime in milliseconds.
+    pub fn as_millis(self) -> Millis {
+        Millis::from(self.0) * 24 * 3600 * 1000
+    }
+}
+
+impl TryFrom<i64> for TokenLifetime {
+    type Error = Error;
+    fn try_from(days: i64) -> Result<TokenLifetime> {
+        TokenLifetime::days(days)
+    }
+}
+
+impl From<TokenLifetime> for i64 {
+    fn from(l: TokenLifetime) -> i64 {
+        i64::from(l.0)
+    }
+}
+
+impl fmt::Display for TokenLifetime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} days", self.0)
+    }
 }
 
 /// How an audited action ended.
@@ -418,6 +501,27 @@ impl AuditFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lifetimes_are_1_to_366_days() {
+        assert_eq!(TokenLifetime::days(1).unwrap().as_days(), 1);
+        assert_eq!(
+            TokenLifetime::days(366).unwrap().as_millis(),
+            366 * 86_400_000
+        );
+        for bad in [0, -1, 367, i64::MAX, i64::MIN] {
+            let e = TokenLifetime::days(bad).unwrap_err();
+            assert!(e.to_string().starts_with("expires_in_days: "), "{e}");
+        }
+        assert_eq!(TokenLifetime::parse(" 30d ").unwrap().as_days(), 30);
+        assert_eq!(TokenLifetime::parse("7").unwrap().as_days(), 7);
+        for bad in ["", "d", "30 days", "1.5", "-3d", "0d", "400"] {
+            assert!(TokenLifetime::parse(bad).is_err(), "{bad}");
+        }
+        let l: TokenLifetime = serde_json::from_str("90").unwrap();
+        assert_eq!(serde_json::to_string(&l).unwrap(), "90");
+        assert!(serde_json::from_str::<TokenLifetime>("0").is_err());
+    }
 
     #[test]
     fn roles_are_ordered_and_round_trip() {

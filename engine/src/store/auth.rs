@@ -40,6 +40,7 @@ pub(crate) struct TokenRow {
     pub role: Role,
     pub last_used_at: Option<Millis>,
     pub revoked: bool,
+    pub expires_at: Option<Millis>,
 }
 
 /// What a change does to a user's admin rights, for the last-admin check.
@@ -73,7 +74,7 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
     })
 }
 
-const TOKEN_SELECT: &str = "SELECT t.id, u.name AS owner, t.name, t.role, t.prefix, t.created_at, t.last_used_at, t.revoked_at
+const TOKEN_SELECT: &str = "SELECT t.id, u.name AS owner, t.name, t.role, t.prefix, t.created_at, t.last_used_at, t.revoked_at, t.expires_at
      FROM api_tokens t JOIN users u ON u.id = t.user_id";
 
 fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
@@ -86,6 +87,7 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -417,14 +419,22 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Every session row, usable or not.
+    pub(crate) async fn count_sessions(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     // ---- API tokens ----
 
     /// Inserts a new token (`last_used_at` and `revoked_at` are not written) with the hash of
     /// its secret.
     pub(crate) async fn insert_token(&self, t: &ApiToken, hash: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, name, role, prefix, hash, created_at)
-             VALUES (?, (SELECT id FROM users WHERE name = ?), ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, user_id, name, role, prefix, hash, created_at, expires_at)
+             VALUES (?, (SELECT id FROM users WHERE name = ?), ?, ?, ?, ?, ?, ?)",
         )
         .bind(t.id.as_str())
         .bind(t.owner.as_str())
@@ -433,6 +443,7 @@ impl Store {
         .bind(&t.prefix)
         .bind(hash)
         .bind(t.created_at)
+        .bind(t.expires_at)
         .execute(&self.write)
         .await?;
         Ok(())
@@ -440,7 +451,7 @@ impl Store {
 
     pub(crate) async fn token_row(&self, hash: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT t.id, t.role, t.last_used_at, t.revoked_at,
+            "SELECT t.id, t.role, t.last_used_at, t.revoked_at, t.expires_at,
                     u.name AS owner, u.role AS owner_role, u.disabled_at AS owner_disabled_at
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.hash = ?",
@@ -459,6 +470,7 @@ impl Store {
                 role: role_col(&row, "role")?,
                 last_used_at: row.try_get("last_used_at")?,
                 revoked: row.try_get::<Option<Millis>, _>("revoked_at")?.is_some(),
+                expires_at: row.try_get("expires_at")?,
             })
         })
         .transpose()

@@ -4,7 +4,7 @@
 //! answers a new API token with the user's role: what `slipway login` stores.
 
 use axum::{extract::State, http::StatusCode, Json};
-use engine::{AuditFilter, Auth, Role, TokenId, Username};
+use engine::{AuditFilter, Auth, Role, TokenId, TokenLifetime, Username};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -60,7 +60,7 @@ async fn login(
     auth.logout(&ok.session_token).await?;
     let name = body.token_name.unwrap_or_else(|| "cli".into());
     let (token, plain) = auth
-        .create_token(&ok.principal.user, &name, ok.principal.role)
+        .create_token(&ok.principal.user, &name, ok.principal.role, None)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -118,6 +118,8 @@ struct CreateToken {
     name: String,
     /// The caller's own role when left out; never more than it.
     role: Option<String>,
+    /// Days until it expires (1 to 366); never when left out.
+    expires_in_days: Option<i64>,
 }
 
 async fn create_token(
@@ -129,11 +131,12 @@ async fn create_token(
         Some(r) => Role::parse(r)?,
         None => who.0.role,
     };
+    let lifetime = body.expires_in_days.map(TokenLifetime::days).transpose()?;
     // Never more than the caller has now: a viewer token of an admin makes viewer tokens.
     who.0.require(role)?;
     let (token, plain) = state
         .auth
-        .create_token(&who.0.user, &body.name, role)
+        .create_token(&who.0.user, &body.name, role, lifetime)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -9,13 +9,14 @@ use futures::Stream;
 use std::convert::Infallible;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
-use super::{app_name, ApiPath, ApiResult, ApiRoute, ShutdownSignal};
+use super::{app_name, ApiPath, ApiResult, ApiRoute, ShutdownSignal, Who};
 
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![ApiRoute::get("/apps/{app}/events", stream)]
 }
 
 async fn stream(
+    who: Who,
     State(engine): State<engine::Engine>,
     State(shutdown): State<ShutdownSignal>,
     ApiPath(app): ApiPath<String>,
@@ -24,27 +25,55 @@ async fn stream(
     // Subscribe first, so nothing is missed between the check and the stream.
     let rx = engine.subscribe();
     engine.app(&app).await?;
+    let masked = !who.sees_values();
     let events = futures::stream::unfold(
-        (rx, app, shutdown),
-        |(mut rx, app, mut shutdown)| async move {
-            let event = tokio::select! {
-                event = next_event(&mut rx, &app) => event?,
-                () = shutdown.fired() => return None,
+        (rx, app, shutdown, engine),
+        move |(mut rx, app, mut shutdown, engine)| async move {
+            let event = loop {
+                let event = tokio::select! {
+                    event = next_event(&mut rx, &app) => event?,
+                    () = shutdown.fired() => return None,
+                };
+                let event = if masked {
+                    mask_output(&engine, event).await
+                } else {
+                    event
+                };
+                if let Some(e) = sse_event(&event) {
+                    break e;
+                }
             };
-            Some((Ok(event), (rx, app, shutdown)))
+            Some((Ok(event), (rx, app, shutdown, engine)))
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-/// The next event of `app` as an SSE event; `None` once the engine is gone.
-async fn next_event(rx: &mut Receiver<EngineEvent>, app: &AppName) -> Option<Event> {
+/// A finished promotion's output with the app's values masked (for viewers). Should the
+/// values not be readable, the output is left out rather than shown.
+async fn mask_output(engine: &engine::Engine, mut event: EngineEvent) -> EngineEvent {
+    if let EngineEvent::PromotionFinished { app, promotion } = &mut event {
+        if promotion.failed_output.is_some() {
+            match engine
+                .output_redactor(app, std::slice::from_ref(&promotion.release))
+                .await
+            {
+                Ok(redactor) => redactor.redact_promotion(promotion),
+                Err(e) => {
+                    tracing::warn!(%app, "cannot read the values to mask: {e}");
+                    promotion.failed_output = None;
+                }
+            }
+        }
+    }
+    event
+}
+
+/// The next event of `app`; `None` once the engine is gone.
+async fn next_event(rx: &mut Receiver<EngineEvent>, app: &AppName) -> Option<EngineEvent> {
     loop {
         match rx.recv().await {
-            Ok(event) if event.app() == app => match sse_event(&event) {
-                Some(e) => return Some(e),
-                None => continue,
-            },
+            Ok(event) if event.app() == app => return Some(event),
             Ok(_) => continue,
             Err(RecvError::Lagged(n)) => {
                 tracing::debug!(%app, skipped = n, "event stream lagged; continuing");

@@ -43,6 +43,13 @@ impl Who {
     pub fn actor(&self) -> engine::Actor {
         self.0.actor()
     }
+
+    /// Whether the caller may see the apps' environment values, and so what the apps print
+    /// as it is (deployers and admins); a viewer gets output with the values masked
+    /// ([`engine::Redactor`]).
+    pub fn sees_values(&self) -> bool {
+        self.0.role.allows(Role::Deployer)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Who {

@@ -176,7 +176,7 @@ pub fn document() -> Value {
                     None, "200", ok("Promotions", json!({"type": "object", "properties": {"promotions": {"type": "array", "items": schema("Promotion")}}})))
             },
             format!("{p}/apps/{{app}}/processes"): {
-                "get": op("The running processes of the active release, with the last lines of their output",
+                "get": op("The running processes of the active release, with the last lines of their output (for viewers, the app's own env values of at least 4 characters are masked as ••••)",
                     vec![app(), query_param("lines", "integer", "Lines of output per process (default 100)")],
                     None, "200", ok("Processes", json!({"type": "object", "properties": {"processes": {"type": "array", "items": {
                         "type": "object", "properties": {"name": {"type": "string"}, "output": {"type": "string"}}}}}})))
@@ -204,9 +204,11 @@ pub fn document() -> Value {
                 "get": op("The caller's API tokens (everyone's with all=true, admins only)",
                     vec![query_param("all", "boolean", "Everyone's tokens")], None, "200",
                     ok("Tokens", json!({"type": "object", "properties": {"tokens": {"type": "array", "items": schema("ApiToken")}}}))),
-                "post": op("Create an API token for the caller, with at most the caller's role",
+                "post": op("Create an API token for the caller, with at most the caller's role; it expires after expires_in_days (never when left out)",
                     vec![], Some(json_body(json!({"type": "object", "required": ["name"], "properties": {
-                        "name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
+                        "name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]},
+                        "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 366,
+                            "description": "Days until the token is refused (1 to 366); left out or null: never. Anything else is a 400"}}}), true)),
                     "201", ok("The token (shown once) and its record", json!({"type": "object", "properties": {
                         "token": {"type": "string"}, "info": schema("ApiToken")}})))
             },
@@ -269,13 +271,15 @@ pub fn document() -> Value {
                 "id": {"type": "string"}, "app": {"type": "string"}, "release": {"type": "string"},
                 "previous_release": {"type": ["string", "null"]}, "actor": {"type": "string"},
                 "state": {"type": "string", "enum": ["running", "active", "rolled-back", "cancelled", "failed"]},
-                "reason": {"type": ["string", "null"]}, "failed_output": {"type": ["string", "null"]},
+                "reason": {"type": ["string", "null"]},
+                "failed_output": {"type": ["string", "null"], "description": "The failed process's last output; for viewers, the app's own env values (of at least 4 characters) are masked as ••••"},
                 "deadline_ms": {"type": "integer"}, "started_at": {"type": "integer"},
                 "finished_at": {"type": ["integer", "null"]}}},
             "ApiToken": {"type": "object", "properties": {
                 "id": {"type": "string"}, "owner": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
                 "prefix": {"type": "string"}, "created_at": {"type": "integer"},
-                "last_used_at": {"type": ["integer", "null"]}, "revoked_at": {"type": ["integer", "null"]}}},
+                "last_used_at": {"type": ["integer", "null"]}, "revoked_at": {"type": ["integer", "null"]},
+                "expires_at": {"type": ["integer", "null"], "description": "From when on the token is refused (ms since the epoch); null: never"}}},
             "User": {"type": "object", "properties": {
                 "name": {"type": "string"}, "role": {"type": "string"}, "created_at": {"type": "integer"},
                 "disabled_at": {"type": ["integer", "null"]}}},

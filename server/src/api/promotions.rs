@@ -6,7 +6,7 @@ use engine::{PromotionId, ReleaseId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{app_name, to_json, ApiPath, ApiQuery, ApiResult, ApiRoute};
+use super::{app_name, to_json, ApiPath, ApiQuery, ApiResult, ApiRoute, Who};
 
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
@@ -17,10 +17,18 @@ pub(super) fn routes() -> Vec<ApiRoute> {
 }
 
 async fn show(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let detail = engine.promotion(&PromotionId::parse(&id)?).await?;
+    let mut detail = engine.promotion(&PromotionId::parse(&id)?).await?;
+    if !who.sees_values() {
+        let p = &mut detail.promotion;
+        let redactor = engine
+            .output_redactor(&p.app, std::slice::from_ref(&p.release))
+            .await?;
+        redactor.redact_promotion(p);
+    }
     Ok(Json(to_json(&detail)?))
 }
 
@@ -31,15 +39,23 @@ struct ListQuery {
 }
 
 async fn list(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let app = app_name(&app)?;
     let release = q.release.as_deref().map(ReleaseId::parse).transpose()?;
-    let promotions = engine
+    let mut promotions = engine
         .list_promotions(&app, release.as_ref(), q.limit.unwrap_or(50))
         .await?;
+    if !who.sees_values() {
+        let releases: Vec<ReleaseId> = promotions.iter().map(|p| p.release.clone()).collect();
+        let redactor = engine.output_redactor(&app, &releases).await?;
+        promotions
+            .iter_mut()
+            .for_each(|p| redactor.redact_promotion(p));
+    }
     Ok(Json(json!({ "promotions": to_json(&promotions)? })))
 }
 
@@ -49,17 +65,27 @@ struct ProcessesQuery {
 }
 
 async fn processes(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<ProcessesQuery>,
 ) -> ApiResult<Json<Value>> {
     let app = app_name(&app)?;
-    engine.app(&app).await?;
+    // The processes run with the active release's environment. Should a promotion switch
+    // releases meanwhile, the values of the releases active before and after the output was
+    // read are both masked.
+    let active_before: Vec<ReleaseId> =
+        engine.app(&app).await?.active_release.into_iter().collect();
     let lines = q.lines.unwrap_or(100).clamp(1, 500);
-    let processes: Vec<Value> = engine
-        .process_output(&app, lines)
+    let output = engine.process_output(&app, lines);
+    let redactor = if who.sees_values() {
+        engine::Redactor::default()
+    } else {
+        engine.output_redactor(&app, &active_before).await?
+    };
+    let processes: Vec<Value> = output
         .into_iter()
-        .map(|(name, output)| json!({ "name": name, "output": output }))
+        .map(|(name, output)| json!({ "name": name, "output": redactor.redact(&output) }))
         .collect();
     Ok(Json(json!({ "processes": processes })))
 }

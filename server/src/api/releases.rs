@@ -31,6 +31,7 @@ struct ListQuery {
 }
 
 async fn list(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -44,15 +45,25 @@ async fn list(
     } else {
         None
     };
+    // A release's last promotion ran with that release's environment.
+    let redactor = if who.sees_values() {
+        engine::Redactor::default()
+    } else {
+        engine::Redactor::from_envs(items.iter().map(|i| &i.release.env))
+    };
     let mut releases = Vec::with_capacity(items.len());
     for item in &items {
+        let mut last_promotion = item.last_promotion.clone();
+        if let Some(p) = &mut last_promotion {
+            redactor.redact_promotion(p);
+        }
         let mut value = release_json(&item.release, false)?;
         if let Value::Object(map) = &mut value {
             map.insert("seq".into(), json!(item.seq));
             map.insert("status".into(), json!(item.status()));
             map.insert("active".into(), json!(item.active));
             map.insert("promoted_by".into(), json!(item.promoted_by));
-            map.insert("last_promotion".into(), to_json(&item.last_promotion)?);
+            map.insert("last_promotion".into(), to_json(&last_promotion)?);
         }
         releases.push(value);
     }
