@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::artifacts::{git_description, Artifacts, BuildSource};
+use crate::artifacts::{git_description, ArchiveLimits, Artifacts, BuildSource, Upload};
 use crate::env::{EnvChange, EnvEdit, Environment};
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
@@ -40,6 +40,10 @@ pub struct EngineConfig {
     pub stop_grace: Duration,
     /// How long in-flight requests to old processes may take to finish after a switch.
     pub drain_timeout: Duration,
+    /// Caps on uploaded sources.
+    pub archive_limits: ArchiveLimits,
+    /// How long a manifest's build command may run.
+    pub build_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -50,6 +54,8 @@ impl EngineConfig {
             default_deadline: DEFAULT_DEADLINE,
             stop_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            archive_limits: ArchiveLimits::default(),
+            build_timeout: crate::artifacts::BUILD_TIMEOUT,
         }
     }
 }
@@ -173,7 +179,8 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         let (restored, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            artifacts: Artifacts::new(&config.data_dir),
+            artifacts: Artifacts::new(&config.data_dir, config.archive_limits)
+                .with_build_timeout(config.build_timeout),
             store,
             runtime,
             routes: RoutingTable::new(),
@@ -278,7 +285,7 @@ impl Engine {
             }
         }
         let description = description.unwrap_or_default();
-        let stored = self.inner.artifacts.store(source).await?;
+        let stored = self.inner.artifacts.store(app, source).await?;
         let build_id = crate::ids::BuildId::generate();
         let release_id = ReleaseId::generate();
         let release = self
@@ -303,6 +310,12 @@ impl Engine {
         });
         let build = self.inner.store.build(app, &build_id).await?;
         Ok((build, release))
+    }
+
+    /// Starts receiving a source archive into the data dir (for [`BuildSource::File`]);
+    /// refused at once when `expected_len` is over the archive size limit.
+    pub async fn begin_upload(&self, expected_len: Option<u64>) -> Result<Upload> {
+        self.inner.artifacts.begin_upload(expected_len).await
     }
 
     /// Creates the app if it does not exist yet, builds `source` and promotes the build's

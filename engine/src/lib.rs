@@ -24,7 +24,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 
-pub use artifacts::BuildSource;
+pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
     Principal, Role, TokenId, User, Username, Via,

@@ -212,7 +212,7 @@ async fn launch(
     let manifest = Manifest::parse(&build.manifest).map_err(Failure::Engine)?;
     let cwd = inner
         .artifacts
-        .ensure_source(&build.artifact, &manifest)
+        .ensure_source(&release.app, &build.artifact, &manifest)
         .await
         .map_err(Failure::Engine)?;
     let env: Vec<(String, String)> = release
