@@ -3,6 +3,7 @@
 //! build runs alone, in a cleared environment, and is killed as a whole.
 
 use super::*;
+use crate::testing::{tar_gz as archive, ArchiveEntry};
 use crate::ErrorKind;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -10,54 +11,15 @@ use tar::{EntryType, Header};
 
 const MANIFEST: &[u8] = b"services:\n  web:\n    command: x\n";
 
-/// One entry of a test archive; the name and link target are written into the header as they
-/// are (the `tar` crate's own setters refuse `..` and absolute paths).
-struct Entry<'a> {
-    kind: EntryType,
-    path: &'a str,
-    link: &'a str,
-    data: &'a [u8],
-    mode: u32,
+fn file<'a>(path: &'a str, data: &'a [u8]) -> ArchiveEntry<'a> {
+    ArchiveEntry::file(path, data)
 }
 
-fn file<'a>(path: &'a str, data: &'a [u8]) -> Entry<'a> {
-    Entry {
-        kind: EntryType::Regular,
-        path,
-        link: "",
-        data,
-        mode: 0o644,
-    }
-}
-
-fn special<'a>(kind: EntryType, path: &'a str, link: &'a str) -> Entry<'a> {
-    Entry {
-        kind,
-        path,
+fn special<'a>(kind: EntryType, path: &'a str, link: &'a str) -> ArchiveEntry<'a> {
+    ArchiveEntry {
         link,
-        data: b"",
-        mode: 0o644,
+        ..ArchiveEntry::special(kind, path)
     }
-}
-
-fn archive(entries: &[Entry]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::default(),
-    ));
-    for e in entries {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(e.kind);
-        h.set_size(e.data.len() as u64);
-        h.set_mode(e.mode);
-        h.set_mtime(0);
-        let gnu = h.as_gnu_mut().unwrap();
-        gnu.name[..e.path.len()].copy_from_slice(e.path.as_bytes());
-        gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
-        h.set_cksum();
-        builder.append(&h, e.data).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
 }
 
 fn app() -> AppName {
@@ -76,7 +38,7 @@ fn setup(limits: ArchiveLimits) -> Setup {
 }
 
 impl Setup {
-    async fn store(&self, entries: &[Entry<'_>]) -> Result<StoredArtifact> {
+    async fn store(&self, entries: &[ArchiveEntry<'_>]) -> Result<StoredArtifact> {
         self.artifacts
             .store(&app(), BuildSource::Archive(archive(entries)))
             .await
@@ -95,7 +57,7 @@ impl Setup {
 }
 
 /// Stores `entries` and expects a refusal (422) naming `name`.
-async fn refused(entries: &[Entry<'_>], name: &str) -> String {
+async fn refused(entries: &[ArchiveEntry<'_>], name: &str) -> String {
     let s = setup(ArchiveLimits::default());
     let err = s.store(entries).await.unwrap_err();
     let text = err.to_string();
