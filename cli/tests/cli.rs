@@ -53,6 +53,7 @@ impl Server {
             public_url: None,
             isolation: engine::sandbox::IsolationChoice::Auto,
             app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
+            archive: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());

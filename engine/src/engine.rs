@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::artifacts::{git_description, Artifacts, BuildSource};
+use crate::artifacts::{git_description, ArchiveLimits, Artifacts, BuildSource, Upload};
 use crate::env::{EnvChange, EnvEdit, Environment};
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
@@ -45,6 +45,10 @@ pub struct EngineConfig {
     pub isolation: IsolationChoice,
     /// The first uid/gid of the apps' users when the server runs as root.
     pub app_uid_base: u32,
+    /// Caps on uploaded sources.
+    pub archive_limits: ArchiveLimits,
+    /// How long a manifest's build command may run.
+    pub build_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -57,6 +61,8 @@ impl EngineConfig {
             drain_timeout: Duration::from_secs(30),
             isolation: IsolationChoice::Auto,
             app_uid_base: crate::sandbox::DEFAULT_UID_BASE,
+            archive_limits: ArchiveLimits::default(),
+            build_timeout: crate::artifacts::BUILD_TIMEOUT,
         }
     }
 }
@@ -207,7 +213,8 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         let (restored, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            artifacts: Artifacts::new(&config.data_dir),
+            artifacts: Artifacts::new(&config.data_dir, config.archive_limits, sandbox.clone())
+                .with_build_timeout(config.build_timeout),
             sandbox,
             store,
             runtime,
@@ -306,7 +313,11 @@ impl Engine {
         git_sha: Option<&str>,
         actor: &Actor,
     ) -> Result<(Build, Release)> {
-        self.inner.store.app(app).await?;
+        // The app's number is also whose user its build runs as.
+        let tenant = crate::sandbox::Tenant {
+            app: app.clone(),
+            number: self.inner.store.app_id(app).await?,
+        };
         let mut description = description.map(check_description).transpose()?;
         let mut git_sha = git_sha.map(str::to_owned);
         if let BuildSource::Directory(dir) = &source {
@@ -318,7 +329,7 @@ impl Engine {
             }
         }
         let description = description.unwrap_or_default();
-        let stored = self.inner.artifacts.store(source).await?;
+        let stored = self.inner.artifacts.store(&tenant, source).await?;
         let build_id = crate::ids::BuildId::generate();
         let release_id = ReleaseId::generate();
         let release = self
@@ -343,6 +354,12 @@ impl Engine {
         });
         let build = self.inner.store.build(app, &build_id).await?;
         Ok((build, release))
+    }
+
+    /// Starts receiving a source archive into the data dir (for [`BuildSource::File`]);
+    /// refused at once when `expected_len` is over the archive size limit.
+    pub async fn begin_upload(&self, expected_len: Option<u64>) -> Result<Upload> {
+        self.inner.artifacts.begin_upload(expected_len).await
     }
 
     /// Creates the app if it does not exist yet, builds `source` and promotes the build's

@@ -33,6 +33,14 @@ pub enum Error {
     TooLarge { what: String, limit: usize },
     #[error("build failed: {0}")]
     BuildFailed(String),
+    /// A source archive refused for one of its entries (a link out of the tree, a device, a
+    /// path with `..`, ...); the message names the entry.
+    #[error("refused source archive: {0}")]
+    UnsafeArchive(String),
+    /// A source archive over one of the server's limits; the message names the limit and the
+    /// server flag that sets it.
+    #[error("{0}")]
+    ArchiveLimit(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -119,8 +127,10 @@ impl Error {
             Error::Conflict(_) | Error::RolloutInProgress { .. } | Error::StaleBase { .. } => {
                 ErrorKind::Conflict
             }
-            Error::TooLarge { .. } => ErrorKind::TooLarge,
-            Error::Manifest(_) | Error::BuildFailed(_) => ErrorKind::Unprocessable,
+            Error::TooLarge { .. } | Error::ArchiveLimit(_) => ErrorKind::TooLarge,
+            Error::Manifest(_) | Error::BuildFailed(_) | Error::UnsafeArchive(_) => {
+                ErrorKind::Unprocessable
+            }
             Error::Database(_) | Error::Migrate(_) | Error::Io { .. } | Error::Internal(_) => {
                 ErrorKind::Internal
             }

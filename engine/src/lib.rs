@@ -26,7 +26,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 
-pub use artifacts::BuildSource;
+pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
     Principal, Role, TokenId, TokenLifetime, User, Username, Via,

@@ -90,7 +90,7 @@ enum RawHealth {
 impl Manifest {
     pub fn parse(text: &str) -> Result<Manifest, Error> {
         let raw: RawManifest =
-            serde_norway::from_str(text).map_err(|e| Error::Manifest(e.to_string()))?;
+            serde_norway::from_str(text).map_err(|e| Error::Manifest(yaml_error(&e)))?;
         let bad = |m: String| Err(Error::Manifest(m));
         let Some(raw_services) = raw.services else {
             return bad("no services: add a `services:` section with at least one service".into());
@@ -151,10 +151,7 @@ impl Manifest {
                 }
             }
             if !health.path.starts_with('/') {
-                return bad(format!(
-                    "services.{name}.health.path: {:?} must start with /",
-                    health.path
-                ));
+                return bad(format!("services.{name}.health.path: must start with /"));
             }
             if health
                 .path
@@ -190,6 +187,109 @@ impl Manifest {
     }
 }
 
+/// Whether `s` is a name that may be shown in an error (a key or a path of keys).
+fn plain_name(s: &str, extra: &[char]) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+}
+
+/// A YAML or shape error, told by where it is and what kind of problem it is, never quoting
+/// the manifest's text (a value, or a file that is not a manifest at all): only key names and
+/// what was expected (which comes from this module's types) are kept.
+fn yaml_error(e: &serde_norway::Error) -> String {
+    let full = e.to_string();
+    let at = e.location().map(|l| (l.line(), l.column()));
+    let mut msg = full.as_str();
+    if let Some((line, column)) = at {
+        msg = msg
+            .strip_suffix(&format!(" at line {line} column {column}"))
+            .unwrap_or(msg);
+    }
+    const KINDS: &[&str] = &[
+        "unknown field `",
+        "missing field `",
+        "invalid type: ",
+        "invalid value: ",
+        "invalid length ",
+        "data did not match any variant",
+        "duplicate field `",
+        "unknown variant `",
+    ];
+    let start = KINDS.iter().filter_map(|k| msg.find(k)).min();
+    let (path, core) = match start {
+        Some(i) => (msg[..i].strip_suffix(": "), &msg[i..]),
+        None => (None, msg),
+    };
+    let expected = || {
+        core.rsplit_once(", expected ")
+            .map(|(_, e)| format!(", expected {e}"))
+            .unwrap_or_default()
+    };
+    let quoted = |prefix: &str| {
+        core.strip_prefix(prefix)
+            .and_then(|r| r.split_once('`'))
+            .map(|(name, _)| name)
+            .filter(|name| plain_name(name, &[]))
+    };
+    let what = if core.starts_with("unknown field `") {
+        match quoted("unknown field `") {
+            Some(name) => format!("unknown field `{name}`{}", expected()),
+            None => format!("unknown field{}", expected()),
+        }
+    } else if core.starts_with("missing field `") || core.starts_with("duplicate field `") {
+        // The field is one of this module's own.
+        core.to_owned()
+    } else if let Some(rest) = core
+        .strip_prefix("invalid type: ")
+        .or_else(|| core.strip_prefix("invalid value: "))
+    {
+        const FOUND: &[&str] = &[
+            "string",
+            "integer",
+            "floating point",
+            "boolean",
+            "character",
+            "unit value",
+            "map",
+            "sequence",
+            "Option value",
+        ];
+        let found = FOUND
+            .iter()
+            .find(|f| rest.starts_with(*f))
+            .copied()
+            .unwrap_or("value");
+        let problem = if core.starts_with("invalid type") {
+            "invalid type"
+        } else {
+            "invalid value"
+        };
+        format!("{problem}: found a {found}{}", expected())
+    } else if core.starts_with("invalid length ") {
+        format!("invalid length{}", expected())
+    } else if core.starts_with("data did not match any variant of untagged enum RawHealth") {
+        "`health:` must be a path or a map of path, grace, interval and timeout".to_owned()
+    } else if start.is_none() && !core.contains(['`', '"', '\'']) {
+        // The YAML parser's own messages ("did not find expected key", ...) quote nothing.
+        core.to_owned()
+    } else {
+        "not a valid manifest".to_owned()
+    };
+    let path = path.filter(|p| plain_name(p, &['.', '[', ']']));
+    let mut out = match path {
+        Some(p) => format!("{p}: {what}"),
+        None => what,
+    };
+    if let Some((line, column)) = at {
+        if !out.contains(" at line ") {
+            out.push_str(&format!(" at line {line}, column {column}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +320,30 @@ mod tests {
             Manifest::parse("services:\n  web:\n    command: x\n    port: 3000\n    health: /up\n")
                 .unwrap();
         assert_eq!(m.services[0].health.path, "/up");
+    }
+
+    #[test]
+    fn errors_never_quote_the_text() {
+        for text in [
+            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+            "services:\n  web:\n    command: x\n    port: \"secret-value\"\n",
+            "services:\n  web:\n    command: x\n    scale: secret-value\n",
+            "build: [secret-value\n",
+            "services:\n  web:\n    command: x\n    health: secret-value\n",
+            "services:\n  web:\n    command: x\n    \"secret value: x\": 1\n",
+            "services:\n  \"secret-value x\":\n    command: x\n    port: nope\n",
+        ] {
+            let err = Manifest::parse(text).unwrap_err().to_string();
+            assert!(err.starts_with("invalid manifest: "), "{err}");
+            assert!(
+                !err.contains("root:") && !err.contains("secret"),
+                "{text:?}: {err}"
+            );
+        }
+        let err = Manifest::parse("root:x:0:0:root:/root:/bin/bash\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1, column 1"), "{err}");
     }
 
     #[test]
@@ -258,6 +382,15 @@ mod tests {
             ),
             ("servics:\n  web: {}\n", "unknown field `servics`"),
             ("services: [\n", "invalid manifest"),
+            (
+                "services:\n  web:\n    command: x\n    scale: many\n",
+                "services.web.scale: invalid type: found a string, expected u32 at line 4",
+            ),
+            ("services:\n  web:\n    command: [a]\n", "found a sequence"),
+            (
+                "services:\n  web:\n    command: x\n    health: [1]\n",
+                "`health:` must be a path",
+            ),
         ];
         for (text, want) in cases {
             let err = Manifest::parse(text).unwrap_err().to_string();

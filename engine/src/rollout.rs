@@ -210,9 +210,18 @@ async fn launch(
         .await
         .map_err(Failure::Engine)?;
     let manifest = Manifest::parse(&build.manifest).map_err(Failure::Engine)?;
+    let app_number = inner
+        .store
+        .app_id(&release.app)
+        .await
+        .map_err(Failure::Engine)?;
+    let tenant = crate::sandbox::Tenant {
+        app: release.app.clone(),
+        number: app_number,
+    };
     let cwd = inner
         .artifacts
-        .ensure_source(&build.artifact, &manifest)
+        .ensure_source(&tenant, &build.artifact, &manifest)
         .await
         .map_err(Failure::Engine)?;
     let env: Vec<(String, String)> = release
@@ -220,11 +229,6 @@ async fn launch(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_owned()))
         .collect();
-    let app_number = inner
-        .store
-        .app_id(&release.app)
-        .await
-        .map_err(Failure::Engine)?;
     for service in &manifest.services {
         for index in 1..=service.scale {
             let spec = ProcessSpec {

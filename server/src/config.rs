@@ -69,6 +69,10 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_PAGE_CACHE_MS", default_value_t = 1000)]
     pub page_cache_ms: u64,
 
+    /// Caps on uploaded build sources.
+    #[command(flatten)]
+    pub archive: ArchiveFlags,
+
     /// Password hashing cost, session lifetimes and sign-in limits (not flags: tests make
     /// hashing fast and sessions short).
     #[arg(skip)]
@@ -92,6 +96,43 @@ fn parse_public_url(value: &str) -> Result<url::Url, String> {
         return Err("the public URL must have no path, query or fragment".into());
     }
     Ok(url)
+}
+
+/// Caps on a build's source archive (see [`engine::ArchiveLimits`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArchiveFlags {
+    /// Largest build upload accepted (the compressed .tar.gz), in bytes.
+    #[arg(long, env = "SLIPWAY_MAX_ARCHIVE_BYTES", default_value_t = ArchiveFlags::default().max_archive_bytes)]
+    pub max_archive_bytes: u64,
+
+    /// Most bytes a build's source may unpack to (default 1 GiB).
+    #[arg(long, env = "SLIPWAY_MAX_UNPACKED_BYTES", default_value_t = ArchiveFlags::default().max_unpacked_bytes)]
+    pub max_unpacked_bytes: u64,
+
+    /// Most entries (files, directories, links) a build's source archive may have.
+    #[arg(long, env = "SLIPWAY_MAX_ARCHIVE_ENTRIES", default_value_t = ArchiveFlags::default().max_archive_entries)]
+    pub max_archive_entries: u64,
+}
+
+impl Default for ArchiveFlags {
+    fn default() -> Self {
+        let limits = engine::ArchiveLimits::default();
+        ArchiveFlags {
+            max_archive_bytes: limits.max_archive_bytes,
+            max_unpacked_bytes: limits.max_unpacked_bytes,
+            max_archive_entries: limits.max_entries,
+        }
+    }
+}
+
+impl ArchiveFlags {
+    pub fn limits(&self) -> engine::ArchiveLimits {
+        engine::ArchiveLimits {
+            max_archive_bytes: self.max_archive_bytes,
+            max_unpacked_bytes: self.max_unpacked_bytes,
+            max_entries: self.max_archive_entries,
+        }
+    }
 }
 
 /// A replacement clock for [`engine::Auth`].
@@ -145,6 +186,13 @@ mod tests {
                 "127.0.0.1:8080".parse().expect("addr")
             );
         }
+        if unset("SLIPWAY_MAX_UNPACKED_BYTES") && unset("SLIPWAY_MAX_ARCHIVE_ENTRIES") {
+            assert_eq!(config.archive.max_unpacked_bytes, 1024 * 1024 * 1024);
+            assert_eq!(config.archive.max_archive_entries, 20_000);
+        }
+        if unset("SLIPWAY_MAX_ARCHIVE_BYTES") {
+            assert_eq!(config.archive.max_archive_bytes, 256 * 1024 * 1024);
+        }
         if unset("SLIPWAY_DATA_DIR") && unset("SLIPWAY_DATABASE_URL") {
             assert_eq!(config.data_dir, PathBuf::from("./data"));
             assert_eq!(config.database_url(), "sqlite://./data/slipway.db?mode=rwc");
@@ -163,8 +211,22 @@ mod tests {
             "/var/lib/slipway",
             "--database-url",
             "sqlite::memory:",
+            "--max-archive-bytes",
+            "1000",
+            "--max-unpacked-bytes",
+            "2000",
+            "--max-archive-entries",
+            "30",
         ])
         .expect("flags parse");
+        assert_eq!(
+            config.archive.limits(),
+            engine::ArchiveLimits {
+                max_archive_bytes: 1000,
+                max_unpacked_bytes: 2000,
+                max_entries: 30,
+            }
+        );
         assert_eq!(config.listen.port(), 4000);
         assert_eq!(config.router_listen.port(), 0);
         assert_eq!(config.database_url(), "sqlite::memory:");

@@ -1,12 +1,16 @@
 //! `/apps/{app}/builds`: list, show, and upload a `.tar.gz` source.
 
 use axum::{
-    body::Bytes,
+    body::Body,
     extract::State,
-    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
+    http::{
+        header::{CONTENT_LENGTH, CONTENT_TYPE},
+        HeaderMap, StatusCode,
+    },
     Json,
 };
-use engine::{artifacts::MAX_ARCHIVE_BYTES, BuildId, BuildSource};
+use engine::{BuildId, BuildSource};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,9 +19,8 @@ use super::{app_name, to_json, ApiError, ApiPath, ApiQuery, ApiResult, ApiRoute,
 pub(super) fn routes() -> Vec<ApiRoute> {
     vec![
         ApiRoute::get("/apps/{app}/builds", list),
-        ApiRoute::post("/apps/{app}/builds", create)
-            .layer_body_limit(MAX_ARCHIVE_BYTES)
-            .audit("build.create"),
+        // The body is streamed to a file, capped by the engine's `--max-archive-bytes`.
+        ApiRoute::post("/apps/{app}/builds", create).audit("build.create"),
         ApiRoute::get("/apps/{app}/builds/{id}", show),
     ]
 }
@@ -59,21 +62,34 @@ async fn create(
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<CreateQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let app = app_name(&app)?;
     check_content_type(&headers)?;
-    let body = body?;
-    if body.is_empty() {
+    // An unknown app is answered before the body is read.
+    engine.app(&app).await?;
+    let expected_len = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Into a temporary file in the data dir (removed if anything fails), hashed as it comes.
+    let mut upload = engine.begin_upload(expected_len).await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("body", e))?;
+        upload.write(&chunk).await?;
+    }
+    if upload.is_empty() {
         return Err(ApiError::bad_request(
             "body",
             "expected the source as a .tar.gz archive",
         ));
     }
+    let file = upload.finish().await?;
     let (build, release) = engine
         .create_build(
             &app,
-            BuildSource::Archive(body.to_vec()),
+            BuildSource::File(file),
             q.description.as_deref(),
             q.git_sha.as_deref(),
             &who.actor(),

@@ -108,11 +108,6 @@ impl ApiRoute {
         self.audit = Some(action);
         self
     }
-
-    fn layer_body_limit(mut self, limit: usize) -> Self {
-        self.handler = self.handler.layer(DefaultBodyLimit::max(limit));
-        self
-    }
 }
 
 /// Every route of the API.

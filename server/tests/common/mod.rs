@@ -43,6 +43,7 @@ impl TestApp {
             public_url: None,
             isolation: engine::sandbox::IsolationChoice::Auto,
             app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
+            archive: Default::default(),
         };
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
