@@ -17,7 +17,7 @@ use crate::ids::{PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
 use crate::rollout::{self, ActiveSet};
-use crate::router::{self, RoutingTable};
+use crate::router::{self, RouterConfig, RoutingTable};
 use crate::runtime::local::LocalRuntime;
 use crate::runtime::Runtime;
 use crate::store::{NewBuild, Store};
@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub stop_grace: Duration,
     /// How long in-flight requests to old processes may take to finish after a switch.
     pub drain_timeout: Duration,
+    /// The apps' router's timeouts ([`RouterConfig::default`] unless set).
+    pub router: RouterConfig,
 }
 
 impl EngineConfig {
@@ -50,6 +52,7 @@ impl EngineConfig {
             default_deadline: DEFAULT_DEADLINE,
             stop_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            router: RouterConfig::default(),
         }
     }
 }
@@ -199,6 +202,7 @@ impl Engine {
         inner.tasks.spawn(router::serve(
             router_listener,
             inner.routes.clone(),
+            inner.config.router,
             inner.shutdown.clone(),
         ));
         let restore = inner.clone();
