@@ -50,6 +50,7 @@ impl Server {
             auth: engine::AuthConfig::for_tests(),
             clock: None,
             page_cache_ms: 1000,
+            router: server::config::RouterFlags::default(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());

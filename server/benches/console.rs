@@ -90,6 +90,7 @@ async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, 
         auth: engine::AuthConfig::default(),
         clock: None,
         page_cache_ms,
+        router: server::config::RouterFlags::default(),
     };
     let listener = TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");

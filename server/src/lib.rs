@@ -166,11 +166,10 @@ pub async fn serve(
             addr: config.router_listen.to_string(),
             source,
         })?;
-    let engine = engine::Engine::start(
-        engine::EngineConfig::new(config.database_url(), config.data_dir.clone()),
-        router_listener,
-    )
-    .await?;
+    let mut engine_config =
+        engine::EngineConfig::new(config.database_url(), config.data_dir.clone());
+    engine_config.router = config.router.router_config();
+    let engine = engine::Engine::start(engine_config, router_listener).await?;
     let mut auth = engine::Auth::new(engine.store().clone(), config.auth.clone());
     if let Some(clock) = &config.clock {
         auth = auth.with_clock(clock.0.clone());

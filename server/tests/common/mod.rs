@@ -40,6 +40,7 @@ impl TestApp {
             auth: engine::AuthConfig::for_tests(),
             clock: None,
             page_cache_ms: 1000,
+            router: server::config::RouterFlags::default(),
         };
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
