@@ -32,7 +32,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The router's timeouts.
+/// The router's timeouts. Each must be more than zero (zero is not "no limit": a zero
+/// header-read timeout would close every connection at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouterConfig {
     /// How long a client has to send a complete request head (request line and headers),
