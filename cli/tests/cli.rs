@@ -54,6 +54,7 @@ impl Server {
             isolation: engine::sandbox::IsolationChoice::Auto,
             app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
             archive: Default::default(),
+            router: server::config::RouterFlags::default(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());

@@ -17,7 +17,7 @@ use crate::ids::{PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
 use crate::rollout::{self, ActiveSet};
-use crate::router::{self, RoutingTable};
+use crate::router::{self, RouterConfig, RoutingTable};
 use crate::runtime::local::LocalRuntime;
 use crate::runtime::Runtime;
 use crate::sandbox::{Isolation, IsolationChoice, Sandbox};
@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub archive_limits: ArchiveLimits,
     /// How long a manifest's build command may run.
     pub build_timeout: Duration,
+    /// The apps' router's timeouts ([`RouterConfig::default`] unless set).
+    pub router: RouterConfig,
 }
 
 impl EngineConfig {
@@ -63,6 +65,7 @@ impl EngineConfig {
             app_uid_base: crate::sandbox::DEFAULT_UID_BASE,
             archive_limits: ArchiveLimits::default(),
             build_timeout: crate::artifacts::BUILD_TIMEOUT,
+            router: RouterConfig::default(),
         }
     }
 }
@@ -241,6 +244,7 @@ impl Engine {
         inner.tasks.spawn(router::serve(
             router_listener,
             inner.routes.clone(),
+            inner.config.router,
             inner.shutdown.clone(),
         ));
         let restore = inner.clone();

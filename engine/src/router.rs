@@ -2,15 +2,28 @@
 //! (or `APP.localhost`, for the app's `web` service) to the healthy processes of the active
 //! release, round robin. Every request holds its backend's in-flight count until its response
 //! body is done, so a rollout can drain old processes before stopping them.
+//!
+//! It is the edge, and behaves as a reverse proxy (RFC 9110 §7.6):
+//! - it routes by the `Host` header only — a request in absolute-form
+//!   (`GET http://other.app.localhost/ HTTP/1.1`) is routed by its `Host`, not by the URI's
+//!   authority, and the app always gets the origin-form path and query; a request with no
+//!   `Host` or more than one is refused (400), and so is `CONNECT` (405: not a forward proxy);
+//! - hop-by-hop headers ([`HOP_BY_HOP`] and every header a `Connection` value names) are
+//!   dropped in both directions; protocol upgrades (WebSocket) are not forwarded;
+//! - `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto` and `X-Real-IP`
+//!   are set from what the router knows (the peer's address, the `Host` asked for, `http`),
+//!   replacing whatever the client sent;
+//! - slow clients and hung apps are bounded by the timeouts of [`RouterConfig`].
 
 use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{header, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,6 +31,45 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// The router's timeouts. Each must be more than zero (zero is not "no limit": a zero
+/// header-read timeout would close every connection at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// How long a client has to send a complete request head (request line and headers),
+    /// counted from the connection's first read, and again from the end of each response on
+    /// a kept-alive connection — so it also bounds how long an idle keep-alive connection
+    /// stays open. The connection is closed when it runs out. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// How long connecting to an app's process may take before another process is tried
+    /// (requests without a body) or the client gets 502. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How long an app has to send its response head, counted from when the router starts
+    /// forwarding the request (connecting and sending a request body included). The client
+    /// gets 504 when it runs out. A response body, once started, is not bounded (streams and
+    /// long downloads keep working). Default 60 s.
+    pub backend_timeout: Duration,
+    /// How long an unused connection to an app's process is kept for reuse. Default 30 s.
+    pub pool_idle_timeout: Duration,
+}
+
+impl RouterConfig {
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            backend_timeout: Self::DEFAULT_BACKEND_TIMEOUT,
+            pool_idle_timeout: Self::DEFAULT_POOL_IDLE_TIMEOUT,
+        }
+    }
+}
 
 /// One process that can take traffic.
 #[derive(Debug)]
@@ -198,6 +250,115 @@ pub fn parse_host(host: &str) -> Option<(String, String)> {
     }
 }
 
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded,
+/// in either direction, and neither is any header a `Connection` value names.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Forwarding headers a client may not set: the router sets them itself.
+const FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Removes the hop-by-hop headers: [`HOP_BY_HOP`] and every header named in a `Connection`
+/// value. Returns whether the message was sent with a `Transfer-Encoding` (its body is
+/// re-framed on the next hop).
+fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    chunked
+}
+
+/// The first transfer coding other than `chunked` (the only one the router understands and
+/// re-frames; forwarding a body without its other codings would change it).
+fn unsupported_coding(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        for coding in value.split(',').map(str::trim) {
+            if !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked") {
+                return Some(coding.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// A `Forwarded` parameter value: a token as is, anything else as a quoted-string
+/// (RFC 7239 §4; an IPv6 address is `"[2001:db8::1]"`).
+fn forwarded_value(value: &str) -> String {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !value.is_empty() && value.chars().all(tchar) {
+        return value.to_owned();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Replaces the client's forwarding headers with the router's own: the peer's address, the
+/// `Host` the client asked for, and `http`.
+fn set_forwarding(headers: &mut HeaderMap, peer: IpAddr, host: &HeaderValue) {
+    for name in FORWARDING {
+        headers.remove(name);
+    }
+    let peer = peer.to_canonical();
+    let ip = peer.to_string();
+    let node = match peer {
+        IpAddr::V4(_) => ip.clone(),
+        IpAddr::V6(_) => format!("[{ip}]"),
+    };
+    // The host was read from a header value, so it is visible ASCII and every value below is
+    // a valid header value; a failure would only drop that one header.
+    let host_str = host.to_str().unwrap_or_default();
+    let forwarded = format!(
+        "for={};host={};proto=http",
+        forwarded_value(&node),
+        forwarded_value(host_str)
+    );
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("x-forwarded-for", &ip);
+    set("x-real-ip", &ip);
+    set("x-forwarded-proto", "http");
+    set("forwarded", &forwarded);
+    headers.insert("x-forwarded-host", host.clone());
+}
+
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 fn text(status: StatusCode, message: String) -> Response<ProxyBody> {
@@ -244,21 +405,45 @@ impl Body for Guarded {
 struct Proxy {
     table: Arc<RoutingTable>,
     client: Client<HttpConnector, ProxyBody>,
+    config: RouterConfig,
 }
 
 impl Proxy {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().host().map(str::to_owned))
-            .unwrap_or_default();
-        let Some((app, service)) = parse_host(&host) else {
+        if req.method() == http::Method::CONNECT {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not supported: this router only serves apps".into(),
+            );
+        }
+        // Routed by the Host header only, never by an absolute-form URI's authority (so what
+        // the app sees as its Host is what chose it). RFC 9112 §3.2: exactly one Host.
+        let host = {
+            let mut hosts = req.headers().get_all(header::HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (Some(h), None) => h.clone(),
+                (None, _) => {
+                    return text(StatusCode::BAD_REQUEST, "the request has no Host".into())
+                }
+                (Some(_), Some(_)) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "the request has more than one Host".into(),
+                    )
+                }
+            }
+        };
+        if let Some(coding) = unsupported_coding(req.headers()) {
+            return text(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("transfer coding {coding:?} is not supported"),
+            );
+        }
+        let host_str = host.to_str().unwrap_or_default().to_owned();
+        let Some((app, service)) = parse_host(&host_str) else {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("no app at {host:?}: use SERVICE.APP.localhost or APP.localhost"),
+                format!("no app at {host_str:?}: use SERVICE.APP.localhost or APP.localhost"),
             );
         };
         // Requests without a body can be retried on another process if a connection fails.
@@ -266,19 +451,23 @@ impl Proxy {
             && !req.headers().contains_key(header::CONTENT_LENGTH)
             && !req.headers().contains_key(header::TRANSFER_ENCODING);
         let (mut parts, body) = req.into_parts();
+        // Origin-form: the path and query only, whatever form the request-target had.
         let path = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
-        parts.headers.insert(
-            "x-forwarded-for",
-            header::HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or(header::HeaderValue::from_static("unknown")),
-        );
-        if let Ok(v) = header::HeaderValue::from_str(&host) {
-            parts.headers.insert("x-forwarded-host", v);
+        let chunked = strip_hop_by_hop(&mut parts.headers);
+        if chunked {
+            // This hop's framing: the body (decoded by hyper) goes on chunked, whatever the
+            // method (hyper's client would otherwise send a GET's body as empty).
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
         }
+        parts.headers.insert(header::HOST, host.clone());
+        set_forwarding(&mut parts.headers, peer.ip(), &host);
         let mut body = Some(body.boxed());
         let mut tried = Vec::new();
         loop {
@@ -325,9 +514,36 @@ impl Proxy {
                 }
             };
             let (p, ()) = out.into_parts();
-            match self.client.request(Request::from_parts(p, out_body)).await {
-                Ok(res) => {
-                    let (parts, inner) = res.into_parts();
+            let sent = tokio::time::timeout(
+                self.config.backend_timeout,
+                self.client.request(Request::from_parts(p, out_body)),
+            )
+            .await;
+            match sent {
+                Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    tracing::warn!(app, service, backend = %addr, "app tried to switch protocols");
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "{service}.{app} switched protocols, which the router does not forward"
+                        ),
+                    );
+                }
+                Ok(Ok(res)) if unsupported_coding(res.headers()).is_some() => {
+                    tracing::warn!(app, service, backend = %addr, "app used a transfer coding other than chunked");
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "{service}.{app} sent a transfer coding the router does not support"
+                        ),
+                    );
+                }
+                Ok(Ok(res)) => {
+                    let (mut parts, inner) = res.into_parts();
+                    if strip_hop_by_hop(&mut parts.headers) {
+                        // Re-framed on the client's hop; a length beside it would be stale.
+                        parts.headers.remove(header::CONTENT_LENGTH);
+                    }
                     return Response::from_parts(
                         parts,
                         Guarded {
@@ -337,15 +553,23 @@ impl Proxy {
                         .boxed(),
                     );
                 }
-                Err(e) if bodyless && e.is_connect() => {
+                Ok(Err(e)) if bodyless && e.is_connect() => {
                     drop(guard);
                     continue;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(app, service, backend = %addr, error = %e, "proxying failed");
                     return text(
                         StatusCode::BAD_GATEWAY,
                         format!("{service}.{app} did not answer"),
+                    );
+                }
+                Err(_elapsed) => {
+                    let limit = self.config.backend_timeout;
+                    tracing::warn!(app, service, backend = %addr, ?limit, "app response timed out");
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("{service}.{app} did not send a response within {limit:?}"),
                     );
                 }
             }
@@ -354,14 +578,27 @@ impl Proxy {
 }
 
 /// Serves the router on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, table: Arc<RoutingTable>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    table: Arc<RoutingTable>,
+    config: RouterConfig,
+    shutdown: CancellationToken,
+) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_connect_timeout(Some(config.connect_timeout));
     let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_timer(TokioTimer::new())
         .build(connector);
-    let proxy = Proxy { table, client };
+    let proxy = Proxy {
+        table,
+        client,
+        config,
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -377,14 +614,14 @@ pub async fn serve(listener: TcpListener, table: Arc<RoutingTable>, shutdown: Ca
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
+        let http = http.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
+            // No `with_upgrades`: `Upgrade` is hop-by-hop and upgrades are not forwarded.
+            let conn = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -418,6 +655,84 @@ mod tests {
         assert_eq!(parse_host("localhost:8080"), None);
         assert_eq!(parse_host("a.b.c.localhost"), None);
         assert_eq!(parse_host("example.com"), None);
+    }
+
+    #[test]
+    fn forwarded_values_are_quoted_when_not_tokens() {
+        assert_eq!(forwarded_value("127.0.0.1"), "127.0.0.1");
+        assert_eq!(forwarded_value("hello.localhost"), "hello.localhost");
+        assert_eq!(forwarded_value("[2001:db8::1]"), "\"[2001:db8::1]\"");
+        assert_eq!(
+            forwarded_value("web.hello.localhost:8080"),
+            "\"web.hello.localhost:8080\""
+        );
+        assert_eq!(forwarded_value("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(forwarded_value(""), "\"\"");
+    }
+
+    fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn forwarding_headers_for_ipv6_peers() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
+        headers.append("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        let host = HeaderValue::from_static("hello.localhost");
+        set_forwarding(&mut headers, "2001:db8::1".parse().unwrap(), &host);
+        assert_eq!(all(&headers, "x-forwarded-for"), ["2001:db8::1"]);
+        assert_eq!(all(&headers, "x-real-ip"), ["2001:db8::1"]);
+        assert_eq!(
+            all(&headers, "forwarded"),
+            ["for=\"[2001:db8::1]\";host=hello.localhost;proto=http"]
+        );
+        // An IPv4 peer on a dual-stack listener is reported as IPv4.
+        set_forwarding(&mut headers, "::ffff:192.0.2.7".parse().unwrap(), &host);
+        assert_eq!(all(&headers, "x-forwarded-for"), ["192.0.2.7"]);
+        assert_eq!(
+            all(&headers, "forwarded"),
+            ["for=192.0.2.7;host=hello.localhost;proto=http"]
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "close, X-Hop"),
+            ("connection", "x-other"),
+            ("x-hop", "1"),
+            ("x-other", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-kept", "1"),
+        ] {
+            headers.append(n, HeaderValue::from_static(v));
+        }
+        assert!(strip_hop_by_hop(&mut headers));
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+        assert!(!strip_hop_by_hop(&mut headers));
+    }
+
+    #[test]
+    fn only_chunked_is_understood() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(unsupported_coding(&headers), None);
+        headers.append("transfer-encoding", HeaderValue::from_static("Chunked"));
+        assert_eq!(unsupported_coding(&headers), None);
+        headers.append(
+            "transfer-encoding",
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        assert_eq!(unsupported_coding(&headers), Some("gzip".into()));
     }
 
     #[test]

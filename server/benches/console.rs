@@ -94,6 +94,7 @@ async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, 
         isolation: engine::sandbox::IsolationChoice::Auto,
         app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
         archive: Default::default(),
+        router: server::config::RouterFlags::default(),
     };
     let listener = TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");

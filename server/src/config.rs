@@ -73,6 +73,10 @@ pub struct Config {
     #[command(flatten)]
     pub archive: ArchiveFlags,
 
+    /// The apps' router's timeouts.
+    #[command(flatten)]
+    pub router: RouterFlags,
+
     /// Password hashing cost, session lifetimes and sign-in limits (not flags: tests make
     /// hashing fast and sessions short).
     #[arg(skip)]
@@ -135,6 +139,56 @@ impl ArchiveFlags {
     }
 }
 
+/// Timeouts of the router that forwards traffic to deployed apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct RouterFlags {
+    /// How long a client of the router has to send a complete request head (milliseconds);
+    /// also how long an idle keep-alive connection stays open. The connection is closed when
+    /// it runs out.
+    #[arg(
+        long = "router-header-timeout-ms",
+        env = "SLIPWAY_ROUTER_HEADER_TIMEOUT_MS",
+        default_value_t = RouterFlags::default().header_timeout_ms,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_timeout_ms: u64,
+
+    /// How long an app has to start its response to a request the router forwarded
+    /// (milliseconds); the client gets 504 Gateway Timeout when it runs out.
+    #[arg(
+        long = "router-backend-timeout-ms",
+        env = "SLIPWAY_ROUTER_BACKEND_TIMEOUT_MS",
+        default_value_t = RouterFlags::default().backend_timeout_ms,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub backend_timeout_ms: u64,
+}
+
+impl Default for RouterFlags {
+    fn default() -> Self {
+        let defaults = engine::router::RouterConfig::default();
+        RouterFlags {
+            header_timeout_ms: millis(defaults.header_read_timeout),
+            backend_timeout_ms: millis(defaults.backend_timeout),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RouterFlags {
+    /// The engine's router configuration: these timeouts, the engine's defaults otherwise.
+    pub fn router_config(&self) -> engine::router::RouterConfig {
+        engine::router::RouterConfig {
+            header_read_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            backend_timeout: std::time::Duration::from_millis(self.backend_timeout_ms),
+            ..engine::router::RouterConfig::default()
+        }
+    }
+}
+
 /// A replacement clock for [`engine::Auth`].
 #[derive(Clone)]
 pub struct AuthClock(pub engine::auth::Clock);
@@ -193,6 +247,13 @@ mod tests {
         if unset("SLIPWAY_MAX_ARCHIVE_BYTES") {
             assert_eq!(config.archive.max_archive_bytes, 256 * 1024 * 1024);
         }
+        if unset("SLIPWAY_ROUTER_HEADER_TIMEOUT_MS") && unset("SLIPWAY_ROUTER_BACKEND_TIMEOUT_MS") {
+            assert_eq!(config.router, RouterFlags::default());
+            assert_eq!(
+                config.router.router_config(),
+                engine::router::RouterConfig::default()
+            );
+        }
         if unset("SLIPWAY_DATA_DIR") && unset("SLIPWAY_DATABASE_URL") {
             assert_eq!(config.data_dir, PathBuf::from("./data"));
             assert_eq!(config.database_url(), "sqlite://./data/slipway.db?mode=rwc");
@@ -234,6 +295,32 @@ mod tests {
         let config = Config::try_parse_from(["slipway-server", "--data-dir", "/srv/s"])
             .expect("flags parse");
         assert_eq!(config.database_url(), "sqlite:///srv/s/slipway.db?mode=rwc");
+    }
+
+    #[test]
+    fn router_timeouts() {
+        let config = Config::try_parse_from([
+            "slipway-server",
+            "--router-header-timeout-ms",
+            "2500",
+            "--router-backend-timeout-ms",
+            "90000",
+        ])
+        .expect("flags parse");
+        let router = config.router.router_config();
+        assert_eq!(
+            router.header_read_timeout,
+            std::time::Duration::from_millis(2500)
+        );
+        assert_eq!(router.backend_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(
+            router.connect_timeout,
+            engine::router::RouterConfig::default().connect_timeout
+        );
+        // Zero would close every connection at once; it is refused, not read as "no limit".
+        assert!(
+            Config::try_parse_from(["slipway-server", "--router-header-timeout-ms", "0"]).is_err()
+        );
     }
 
     #[test]

@@ -191,6 +191,7 @@ pub async fn serve(
     engine_config.isolation = config.isolation;
     engine_config.app_uid_base = config.app_uid_base;
     engine_config.archive_limits = config.archive.limits();
+    engine_config.router = config.router.router_config();
     let engine = engine::Engine::start(engine_config, router_listener).await?;
     let mut auth = engine::Auth::new(engine.store().clone(), config.auth.clone());
     if let Some(clock) = &config.clock {

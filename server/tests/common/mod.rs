@@ -44,6 +44,7 @@ impl TestApp {
             isolation: engine::sandbox::IsolationChoice::Auto,
             app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
             archive: Default::default(),
+            router: server::config::RouterFlags::default(),
         };
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
