@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod page_cache;
+pub mod refusals;
 
 use app::{context::ConsoleContext, shell, App};
 use axum::{extract::FromRef, routing::get, Router};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub page_cache: page_cache::PageCache,
     /// Ends the API's event streams when the server shuts down.
     pub shutdown: api::ShutdownSignal,
+    /// Bounds the audit log's rows of anonymous refusals.
+    pub refusals: std::sync::Arc<refusals::AnonymousRefusals>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             auth,
             page_cache: page_cache::PageCache::default(),
             shutdown,
+            refusals: Default::default(),
         }
     }
 
