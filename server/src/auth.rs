@@ -133,8 +133,8 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Principal
 }
 
 /// The app and target an audited request is about, from the URL path only (never the body):
-/// for the API, the app after `apps/` and the first release, promotion or token ID; a server
-/// function's path names nothing.
+/// for the API, the app after `apps/` and the first release, promotion or token ID (else the
+/// user after `users/`); a server function's path names nothing.
 fn audit_subject(kind: Kind, path: &str) -> (Option<AppName>, Option<String>) {
     if kind != Kind::Api {
         return (None, None);
@@ -152,7 +152,15 @@ fn audit_subject(kind: Kind, path: &str) -> (Option<AppName>, Option<String>) {
                 || engine::PromotionId::parse(s).is_ok()
                 || engine::TokenId::parse(s).is_ok()
         })
-        .map(|s| s.to_string());
+        .map(|s| s.to_string())
+        .or_else(|| {
+            segments
+                .iter()
+                .position(|s| *s == "users")
+                .and_then(|i| segments.get(i + 1))
+                .and_then(|u| engine::Username::parse(u).ok())
+                .map(|u| u.to_string())
+        });
     (app, target)
 }
 
@@ -361,5 +369,7 @@ mod tests {
         assert_eq!(target.as_deref(), Some("RABCDEFGHIJ"));
         let (app, target) = audit_subject(Kind::Api, "/apps");
         assert_eq!((app, target), (None, None));
+        let (_, target) = audit_subject(Kind::Api, "/api/v1/users/bob");
+        assert_eq!(target.as_deref(), Some("bob"));
     }
 }
