@@ -8,9 +8,17 @@
 //!    `Authorization: Bearer slw_…` header with [`Auth::token`] (`Error::Unauthenticated`
 //!    otherwise);
 //! 2. checks what the request needs with [`Principal::require`] (`Error::Forbidden`);
-//! 3. records what was done, or refused, with [`Auth::record_audit`] and
-//!    [`AuditResult::of`]. `Auth` records nothing by itself: the caller knows the action's
-//!    name, app and target.
+//! 3. records only the refusals it makes itself (a caller without the role) with
+//!    [`Auth::record_audit`].
+//!
+//! # Audit
+//! Every use case here and in [`crate::Engine`] writes its own audit entry (see [`actions`]),
+//! with the real subject, in the transaction of the change it records: signing in (by the
+//! user; a failure as `anonymous`, naming the user only when the typed name is a valid one),
+//! signing out, creating and revoking tokens, creating and changing users. A use case that
+//! fails records its attempt (`failed`, or `denied` for a refusal) in a write of its own.
+//! Sign-ins refused by the rate limiter are not recorded one by one: the failures before
+//! the limit are, and the limiter bounds those per user name and per client address.
 //!
 //! The methods that manage users and tokens do not check the caller's role themselves — the
 //! caller does (`require(Role::Admin)` for users, [`Principal::is_self_or_admin`] for a
@@ -37,6 +45,27 @@ pub use types::{
     TokenLifetime, User, Username, Via,
 };
 
+/// The audit log's action names of what the engine records itself. The Console's server
+/// functions (`app::policy`) and the API's routes use the same names for the refusals only
+/// the server sees.
+pub mod actions {
+    pub const LOGIN: &str = "login";
+    pub const LOGOUT: &str = "logout";
+    pub const APP_CREATE: &str = "app.create";
+    pub const BUILD_CREATE: &str = "build.create";
+    pub const RELEASE_CREATE: &str = "release.create";
+    pub const RELEASE_PROMOTE: &str = "release.promote";
+    pub const RELEASE_ROLLBACK: &str = "release.rollback";
+    pub const PROMOTION_CANCEL: &str = "promotion.cancel";
+    pub const ENV_CHANGE: &str = "env.change";
+    pub const ENV_REVEAL: &str = "env.reveal";
+    pub const TOKEN_CREATE: &str = "token.create";
+    pub const TOKEN_REVOKE: &str = "token.revoke";
+    pub const USER_CREATE: &str = "user.create";
+    pub const USER_UPDATE: &str = "user.update";
+    pub const USER_DELETE: &str = "user.delete";
+}
+
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -48,6 +77,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::model::{now_ms, Millis};
+use crate::names::Actor;
 use crate::store::Store;
 use limiter::LoginLimiter;
 
@@ -306,18 +336,46 @@ impl Auth {
         };
         let hash = password::hash(&self.config.password, &plain).await?;
         let name = Username::parse(BOOTSTRAP_ADMIN)?;
+        let audit = AuditEntry::new(Actor::new("local"), actions::USER_CREATE)
+            .target(format!("{name} ({})", Role::Admin));
         let created = self
             .store
-            .insert_first_user(&name, &hash, Role::Admin, self.now())
+            .insert_first_user(&name, &hash, Role::Admin, self.now(), &audit)
             .await?;
         Ok(if created { generated } else { None })
     }
 
-    /// Creates a user. `Error::Invalid` for a password shorter than 8 or longer than 1024
-    /// bytes, `Error::Conflict` when the name is taken.
-    pub async fn create_user(&self, name: &Username, password: &str, role: Role) -> Result<User> {
-        let hash = password::hash(&self.config.password, password).await?;
-        self.store.insert_user(name, &hash, role, self.now()).await
+    /// Creates a user, `by` an admin (audited as `user.create`). `Error::Invalid` for a
+    /// password shorter than 8 or longer than 1024 bytes, `Error::Conflict` when the name is
+    /// taken.
+    pub async fn create_user(
+        &self,
+        name: &Username,
+        password: &str,
+        role: Role,
+        by: &Actor,
+    ) -> Result<User> {
+        let audit = AuditEntry::new(by.clone(), actions::USER_CREATE).target(name.as_str());
+        let result = async {
+            let hash = password::hash(&self.config.password, password).await?;
+            let entry = audit.clone().target(format!("{name} ({role})"));
+            self.store
+                .insert_user(name, &hash, role, self.now(), &entry)
+                .await
+        }
+        .await;
+        self.audited(&audit, result).await
+    }
+
+    /// Records `audit` as failed (see [`crate::store::Store`]'s `audit_failure`) when
+    /// `result` is an error, and passes it through.
+    async fn audited<T>(&self, audit: &AuditEntry, result: Result<T>) -> Result<T> {
+        self.store.audit_failure(audit, result, self.now()).await
+    }
+
+    /// The audit entry of a change to user `name` (`user.update`, naming what changed).
+    fn user_audit(by: &Actor, name: &Username, what: &str) -> AuditEntry {
+        AuditEntry::new(by.clone(), actions::USER_UPDATE).target(format!("{name} {what}"))
     }
 
     /// One user (`Error::NotFound` if there is none by that name).
@@ -330,45 +388,70 @@ impl Auth {
         self.store.list_users().await
     }
 
-    /// Changes a user's role; sessions and tokens see it on their next request.
-    /// `Error::Conflict` when it would leave no enabled admin.
-    pub async fn set_role(&self, name: &Username, role: Role) -> Result<()> {
-        let result = self.store.update_user_role(name, role).await;
+    /// Changes a user's role, `by` an admin (audited as `user.update`); sessions and tokens
+    /// see it on their next request. `Error::Conflict` when it would leave no enabled admin.
+    pub async fn set_role(&self, name: &Username, role: Role, by: &Actor) -> Result<()> {
+        let audit = Self::user_audit(by, name, &format!("role {role}"));
+        let result = self
+            .store
+            .update_user_role(name, role, self.now(), &audit)
+            .await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
-        result
+        self.audited(&audit, result).await
     }
 
-    /// Replaces a user's password and ends all its sessions (its API tokens stay valid).
-    pub async fn set_password(&self, name: &Username, password: &str) -> Result<()> {
-        let hash = password::hash(&self.config.password, password).await?;
-        let result = self.store.update_password(name, &hash, self.now()).await;
+    /// Replaces a user's password, `by` an admin (audited as `user.update`), and ends all its
+    /// sessions (its API tokens stay valid).
+    pub async fn set_password(&self, name: &Username, password: &str, by: &Actor) -> Result<()> {
+        let audit = Self::user_audit(by, name, "password");
+        let result = async {
+            let hash = password::hash(&self.config.password, password).await?;
+            self.store
+                .update_password(name, &hash, self.now(), &audit)
+                .await
+        }
+        .await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
-        result
+        self.audited(&audit, result).await
     }
 
-    /// Disables a user: it cannot sign in, its sessions end, its tokens are refused until it
-    /// is enabled again. `Error::Conflict` for the last enabled admin.
-    pub async fn disable_user(&self, name: &Username) -> Result<()> {
-        let result = self.store.set_user_disabled(name, Some(self.now())).await;
+    /// Disables a user, `by` an admin (audited as `user.update`): it cannot sign in, its
+    /// sessions end, its tokens are refused until it is enabled again. `Error::Conflict` for
+    /// the last enabled admin.
+    pub async fn disable_user(&self, name: &Username, by: &Actor) -> Result<()> {
+        let audit = Self::user_audit(by, name, "disabled");
+        let now = self.now();
+        let result = self
+            .store
+            .set_user_disabled(name, Some(now), now, &audit)
+            .await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
-        result
+        self.audited(&audit, result).await
     }
 
-    /// Enables a disabled user again (its tokens work again; its old sessions do not).
-    pub async fn enable_user(&self, name: &Username) -> Result<()> {
-        self.store.set_user_disabled(name, None).await
+    /// Enables a disabled user again, `by` an admin (audited as `user.update`; its tokens
+    /// work again, its old sessions do not).
+    pub async fn enable_user(&self, name: &Username, by: &Actor) -> Result<()> {
+        let audit = Self::user_audit(by, name, "enabled");
+        let result = self
+            .store
+            .set_user_disabled(name, None, self.now(), &audit)
+            .await;
+        self.audited(&audit, result).await
     }
 
-    /// Deletes a user with its sessions and tokens; the audit log keeps its name.
-    /// `Error::Conflict` for the last enabled admin.
-    pub async fn delete_user(&self, name: &Username) -> Result<()> {
-        let result = self.store.delete_user(name).await;
+    /// Deletes a user with its sessions and tokens, `by` an admin (audited as
+    /// `user.delete`); the audit log keeps its name. `Error::Conflict` for the last enabled
+    /// admin.
+    pub async fn delete_user(&self, name: &Username, by: &Actor) -> Result<()> {
+        let audit = AuditEntry::new(by.clone(), actions::USER_DELETE).target(name.as_str());
+        let result = self.store.delete_user(name, self.now(), &audit).await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
-        result
+        self.audited(&audit, result).await
     }
 
     // ---- sessions ----
@@ -387,14 +470,94 @@ impl Auth {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<LoginOk> {
+        let (name, user_id, role) = self.check_password(username, password, client).await?;
+        let session_token = new_session_token();
+        let client = client.map(|a| a.to_string());
+        let audit = AuditEntry::new(name.actor(), actions::LOGIN);
+        self.store
+            .insert_session(
+                &token_hash(&session_token),
+                user_id,
+                client.as_deref(),
+                self.now(),
+                &audit,
+            )
+            .await?;
+        Ok(LoginOk {
+            principal: Principal {
+                user: name,
+                role,
+                via: Via::Session,
+            },
+            session_token,
+        })
+    }
+
+    /// Signs in like [`Auth::login`] but for an API token named `token_name` with the user's
+    /// role instead of a session (what `slipway login` keeps). Returns who signed in, the
+    /// token and its plain value (shown once). The sign-in and the token are audited (`login`,
+    /// `token.create`) in the token's transaction.
+    pub async fn login_for_token(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+        token_name: &str,
+    ) -> Result<(Principal, ApiToken, String)> {
+        let token_name = check_token_name(token_name)?;
+        let (name, _, role) = self.check_password(username, password, client).await?;
+        // Tokens made by signing in (the CLI's) do not expire; `slipway tokens create` makes
+        // ones that do.
+        let (token, plain) = self.new_token(&name, token_name, role, None);
+        let audit = [
+            AuditEntry::new(name.actor(), actions::LOGIN).target("for an API token"),
+            AuditEntry::new(name.actor(), actions::TOKEN_CREATE).target(token.id.as_str()),
+        ];
+        self.store
+            .insert_token(&token, &token_hash(&plain), &audit)
+            .await?;
+        let principal = Principal {
+            user: name,
+            role,
+            via: Via::Token(token.id.clone()),
+        };
+        Ok((principal, token, plain))
+    }
+
+    /// The rate limit and the password check of signing in: the user's name, ID and role.
+    /// A failure is recorded as `anonymous` (naming the user only when the typed name is a
+    /// valid one); a refusal by the rate limiter is not recorded.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(Username, i64, Role)> {
         let typed = username.trim().to_ascii_lowercase();
         // The limiter's key for the name, bounded (it may be anything a client sent).
         let key: String = typed.chars().take(Username::MAX_LEN + 1).collect();
         let attempt = self.limiter.begin(&key, client, self.now())?;
+        let result = self.verify_password(&typed, password).await;
+        match result {
+            Ok(found) => {
+                self.limiter.succeeded(attempt);
+                Ok(found)
+            }
+            Err(e) => {
+                let mut audit = AuditEntry::new(Actor::new("anonymous"), actions::LOGIN);
+                if let Ok(name) = Username::parse(&typed) {
+                    audit = audit.target(name.as_str());
+                }
+                self.audited(&audit, Err(e)).await
+            }
+        }
+    }
+
+    async fn verify_password(&self, typed: &str, password: &str) -> Result<(Username, i64, Role)> {
         if password.len() > MAX_PASSWORD_LEN {
             return Err(Error::Unauthenticated(BAD_LOGIN.into()));
         }
-        let user = match Username::parse(&typed) {
+        let user = match Username::parse(typed) {
             Ok(name) => self.store.credentials(&name).await?.map(|c| (name, c)),
             Err(_) => None,
         };
@@ -419,29 +582,10 @@ impl Auth {
             Ok(password::verify_blocking(&password_bytes, &phc))
         })
         .await??;
-        let (name, creds) = match user {
-            Some((name, creds)) if matches && !creds.disabled => (name, creds),
-            _ => return Err(Error::Unauthenticated(BAD_LOGIN.into())),
-        };
-        self.limiter.succeeded(attempt);
-        let session_token = new_session_token();
-        let client = client.map(|a| a.to_string());
-        self.store
-            .insert_session(
-                &token_hash(&session_token),
-                creds.id,
-                client.as_deref(),
-                self.now(),
-            )
-            .await?;
-        Ok(LoginOk {
-            principal: Principal {
-                user: name,
-                role: creds.role,
-                via: Via::Session,
-            },
-            session_token,
-        })
+        match user {
+            Some((name, creds)) if matches && !creds.disabled => Ok((name, creds.id, creds.role)),
+            _ => Err(Error::Unauthenticated(BAD_LOGIN.into())),
+        }
     }
 
     /// Who holds the session `token` (from [`LoginOk::session_token`]).
@@ -528,12 +672,15 @@ impl Auth {
         }
     }
 
-    /// Ends the session `token`. Unknown or already ended sessions are fine.
+    /// Ends the session `token` (audited as `logout` by its user). Unknown or already ended
+    /// sessions are fine (and record nothing: nothing changed).
     pub async fn logout(&self, token: &str) -> Result<()> {
         if is_session_token(token) {
             let result = self
                 .store
-                .revoke_session(&token_hash(token), self.now())
+                .revoke_session(&token_hash(token), self.now(), |user| {
+                    AuditEntry::new(user.actor(), actions::LOGOUT)
+                })
                 .await;
             // After the change, so that nothing verified meanwhile outlives it.
             self.forget_verified();
@@ -570,10 +717,10 @@ impl Auth {
     // ---- API tokens ----
 
     /// Creates an API token for `owner` named `name` (1 to 64 characters) that may do what
-    /// `role` allows, for `lifetime` from now (`None`: until revoked). Returns it and the
-    /// plain token (`slw_` + 40 alphanumeric characters), which is shown once and never
-    /// stored. `Error::Forbidden` when `role` is above the owner's role, `Error::Conflict`
-    /// when the owner is disabled.
+    /// `role` allows, for `lifetime` from now (`None`: until revoked), audited as
+    /// `token.create` by the owner. Returns it and the plain token (`slw_` + 40 alphanumeric
+    /// characters), which is shown once and never stored. `Error::Forbidden` when `role` is
+    /// above the owner's role, `Error::Conflict` when the owner is disabled.
     pub async fn create_token(
         &self,
         owner: &Username,
@@ -581,16 +728,37 @@ impl Auth {
         role: Role,
         lifetime: Option<TokenLifetime>,
     ) -> Result<(ApiToken, String)> {
-        let name = check_token_name(name)?;
-        let user = self.store.user(owner).await?;
-        if user.is_disabled() {
-            return Err(Error::Conflict(format!("user {owner} is disabled")));
+        let audit = AuditEntry::new(owner.actor(), actions::TOKEN_CREATE);
+        let result = async {
+            let name = check_token_name(name)?;
+            let user = self.store.user(owner).await?;
+            if user.is_disabled() {
+                return Err(Error::Conflict(format!("user {owner} is disabled")));
+            }
+            if !user.role.allows(role) {
+                return Err(Error::Forbidden {
+                    needed: role.as_str().to_owned(),
+                });
+            }
+            let (token, plain) = self.new_token(owner, name, role, lifetime);
+            let entry = audit.clone().target(token.id.as_str());
+            self.store
+                .insert_token(&token, &token_hash(&plain), &[entry])
+                .await?;
+            Ok((token, plain))
         }
-        if !user.role.allows(role) {
-            return Err(Error::Forbidden {
-                needed: role.as_str().to_owned(),
-            });
-        }
+        .await;
+        self.audited(&audit, result).await
+    }
+
+    /// A new token (not stored yet) and its plain value.
+    fn new_token(
+        &self,
+        owner: &Username,
+        name: &str,
+        role: Role,
+        lifetime: Option<TokenLifetime>,
+    ) -> (ApiToken, String) {
         let plain = format!("{TOKEN_PREFIX}{}", random_alphanumeric(TOKEN_RANDOM_LEN));
         let now = self.now();
         let token = ApiToken {
@@ -604,8 +772,7 @@ impl Auth {
             revoked_at: None,
             expires_at: lifetime.map(|l| now.saturating_add(l.as_millis())),
         };
-        self.store.insert_token(&token, &token_hash(&plain)).await?;
-        Ok((token, plain))
+        (token, plain)
     }
 
     /// Who holds the API token `plain`. Its role is the lower of the token's and its owner's
@@ -645,25 +812,43 @@ impl Auth {
         self.store.list_tokens(owner).await
     }
 
-    /// Revokes a token: `by` must be its owner or an admin (else `Error::Forbidden`).
-    /// `Error::NotFound` for an unknown ID; revoking twice is fine.
+    /// Revokes a token (audited as `token.revoke`): `by` must be its owner or an admin (else
+    /// `Error::Forbidden`). `Error::NotFound` for an unknown ID; revoking twice is fine.
     pub async fn revoke_token(&self, id: &TokenId, by: &Principal) -> Result<()> {
-        let token = self.store.token(id).await?;
-        if !by.is_self_or_admin(&token.owner) {
-            return Err(Error::Forbidden {
-                needed: Role::Admin.as_str().to_owned(),
-            });
+        self.revoke_token_as(id, by, actions::TOKEN_REVOKE).await
+    }
+
+    /// Signs out a caller of the API: revokes the token `by` came with (audited as `logout`).
+    /// A session is left alone (the Console signs out with [`Auth::logout`]).
+    pub async fn logout_token(&self, by: &Principal) -> Result<()> {
+        match &by.via {
+            Via::Token(id) => self.revoke_token_as(id, by, actions::LOGOUT).await,
+            Via::Session => Ok(()),
         }
-        let result = self.store.revoke_token(id, self.now()).await;
+    }
+
+    async fn revoke_token_as(&self, id: &TokenId, by: &Principal, action: &str) -> Result<()> {
+        let audit = AuditEntry::new(by.actor(), action).target(id.as_str());
+        let result = async {
+            let token = self.store.token(id).await?;
+            if !by.is_self_or_admin(&token.owner) {
+                return Err(Error::Forbidden {
+                    needed: Role::Admin.as_str().to_owned(),
+                });
+            }
+            self.store.revoke_token(id, self.now(), &audit).await
+        }
+        .await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
-        result
+        self.audited(&audit, result).await
     }
 
     // ---- audit ----
 
-    /// Appends `entry` to the audit log, stamped with the current time, and returns it with
-    /// its `seq`. Very long fields are cut. Never pass a secret in it.
+    /// Appends `entry` to the audit log on its own, stamped with the current time, and returns
+    /// it with its `seq`: for what no use case records itself (the server's refusals of
+    /// callers without the role). Very long fields are cut. Never pass a secret in it.
     pub async fn record_audit(&self, entry: AuditEntry) -> Result<AuditRecord> {
         self.store.insert_audit(&entry, self.now()).await
     }

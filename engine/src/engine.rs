@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::artifacts::{git_description, ArchiveLimits, Artifacts, BuildSource, Upload};
+use crate::auth::{actions, AuditEntry};
 use crate::env::{EnvChange, EnvEdit, Environment};
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
@@ -21,7 +22,7 @@ use crate::router::{self, RouterConfig, RoutingTable};
 use crate::runtime::local::LocalRuntime;
 use crate::runtime::Runtime;
 use crate::sandbox::{Isolation, IsolationChoice, Sandbox};
-use crate::store::{NewBuild, Store};
+use crate::store::{NewBuild, ReleaseParts, Store};
 
 /// How long a rollout may take unless the promote says otherwise (Kubernetes'
 /// `progressDeadlineSeconds`, Nomad's `progress_deadline`).
@@ -154,6 +155,20 @@ fn no_build_error(release: Option<&ReleaseId>) -> Error {
     Error::invalid("release", format!("{what}; create a build first"))
 }
 
+/// The audit entry of `actor` doing `action` on `app` (target and result set by the use case).
+fn audit_entry(actor: &Actor, action: &str, app: &AppName) -> AuditEntry {
+    AuditEntry::new(actor.clone(), action).app(app)
+}
+
+/// The audit entry of an environment change; a failed one names the release it was based on.
+fn env_audit(actor: &Actor, app: &AppName, base: Option<&ReleaseId>) -> AuditEntry {
+    let entry = audit_entry(actor, actions::ENV_CHANGE, app);
+    match base {
+        Some(b) => entry.target(format!("based on {b}")),
+        None => entry,
+    }
+}
+
 fn check_description(d: &str) -> Result<String> {
     let d = d.trim();
     if d.len() > MAX_DESCRIPTION {
@@ -283,10 +298,24 @@ impl Engine {
 
     // ---- apps ----
 
+    /// Creates an app (audited as `app.create`).
     pub async fn create_app(&self, name: &AppName, actor: &Actor) -> Result<App> {
-        let app = self.inner.store.create_app(name, actor).await?;
+        let audit = audit_entry(actor, actions::APP_CREATE, name);
+        let result = self.inner.store.create_app(name, actor, &audit).await;
+        let app = self.audited(&audit, result).await?;
         self.inner.changed();
         Ok(app)
+    }
+
+    /// Records a use case that failed in the audit log, with `audit`'s subject and the error
+    /// as the reason, in a write of its own (the change itself, if it got that far, was rolled
+    /// back). A successful use case wrote its entry in its own transaction already. The
+    /// result is passed through; a failure to record is logged, never hides the error.
+    async fn audited<T>(&self, audit: &AuditEntry, result: Result<T>) -> Result<T> {
+        self.inner
+            .store
+            .audit_failure(audit, result, crate::model::now_ms())
+            .await
     }
 
     /// A number that grows with every change of the engine's state (a release, a promotion
@@ -309,6 +338,7 @@ impl Engine {
     /// Stores a build's source, runs its build command, and creates a release with it and the
     /// environment of the app's newest release. The description is the given one, or for a
     /// directory that is a clean git work tree `build <10-char sha> <commit subject>`.
+    /// Audited as `build.create`, naming the build and its release.
     pub async fn create_build(
         &self,
         app: &AppName,
@@ -316,6 +346,22 @@ impl Engine {
         description: Option<&str>,
         git_sha: Option<&str>,
         actor: &Actor,
+    ) -> Result<(Build, Release)> {
+        let audit = audit_entry(actor, actions::BUILD_CREATE, app);
+        let result = self
+            .create_build_inner(app, source, description, git_sha, actor, &audit)
+            .await;
+        self.audited(&audit, result).await
+    }
+
+    async fn create_build_inner(
+        &self,
+        app: &AppName,
+        source: BuildSource,
+        description: Option<&str>,
+        git_sha: Option<&str>,
+        actor: &Actor,
+        audit: &AuditEntry,
     ) -> Result<(Build, Release)> {
         // The app's number is also whose user its build runs as.
         let tenant = crate::sandbox::Tenant {
@@ -350,6 +396,9 @@ impl Engine {
                     actor,
                 },
                 &release_id,
+                &audit
+                    .clone()
+                    .target(format!("{build_id} release {release_id}")),
             )
             .await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
@@ -367,7 +416,8 @@ impl Engine {
     }
 
     /// Creates the app if it does not exist yet, builds `source` and promotes the build's
-    /// release: a first deploy in one call.
+    /// release: a first deploy in one call. Each step is audited as itself (`app.create`
+    /// when the app is new, `build.create`, `release.promote`), in the step's transaction.
     pub async fn deploy(
         &self,
         app: &AppName,
@@ -376,8 +426,9 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<(Release, Promotion)> {
-        match self.create_app(app, actor).await {
-            Ok(_) | Err(Error::Conflict(_)) => {}
+        match self.inner.store.app(app).await {
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => self.create_app(app, actor).await.map(|_| ())?,
             Err(e) => return Err(e),
         }
         let (_, release) = self
@@ -435,9 +486,11 @@ impl Engine {
         description: Option<&str>,
         actor: &Actor,
     ) -> Result<Release> {
-        let (release, _) = self
+        let audit = env_audit(actor, app, base);
+        let result = self
             .change_env_inner(app, change, base, description, None, actor)
-            .await?;
+            .await;
+        let (release, _) = self.audited(&audit, result).await?;
         Ok(release)
     }
 
@@ -445,6 +498,22 @@ impl Engine {
     /// promotion are written in one transaction, so a refused promote (another rollout runs,
     /// the newest release has no build) leaves no release behind.
     pub async fn change_env_and_promote(
+        &self,
+        app: &AppName,
+        change: &EnvChange,
+        base: Option<&ReleaseId>,
+        description: Option<&str>,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Promotion)> {
+        let audit = env_audit(actor, app, base);
+        let result = self
+            .change_env_and_promote_inner(app, change, base, description, options, actor)
+            .await;
+        self.audited(&audit, result).await
+    }
+
+    async fn change_env_and_promote_inner(
         &self,
         app: &AppName,
         change: &EnvChange,
@@ -475,7 +544,7 @@ impl Engine {
         let (release, promotion) = self
             .inner
             .store
-            .insert_release_from_newest(app, base, promote.map(|d| (actor, d)), |newest| {
+            .insert_release_from_newest(app, base, promote.map(|d| (actor, d)), |newest, id| {
                 let old = newest.map(|r| r.env.clone()).unwrap_or_default();
                 let new = old.apply(change)?;
                 let diff = old.diff(&new);
@@ -492,7 +561,19 @@ impl Engine {
                 let description = description
                     .filter(|d| !d.is_empty())
                     .unwrap_or_else(|| diff.description());
-                Ok((build, new, description, None, actor.clone()))
+                // Key names only, never values: `R… env add:A change:B`.
+                let mut target = format!("{id} {}", diff.description());
+                if promote.is_some() {
+                    target.push_str(" (promoted)");
+                }
+                Ok(ReleaseParts {
+                    build,
+                    env: new,
+                    description,
+                    rollback_of: None,
+                    actor: actor.clone(),
+                    audit: audit_entry(actor, actions::ENV_CHANGE, app).target(target),
+                })
             })
             .await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
@@ -545,18 +626,105 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<(Release, Option<Promotion>)> {
+        let audit = env_audit(actor, app, base);
+        let result = self
+            .apply_env_edit_inner(app, base, edit, options, actor)
+            .await;
+        self.audited(&audit, result).await
+    }
+
+    async fn apply_env_edit_inner(
+        &self,
+        app: &AppName,
+        base: Option<&ReleaseId>,
+        edit: &EnvEdit,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Option<Promotion>)> {
         let (base, new) = self.plan_env_edit(app, base, edit).await?;
         let change = EnvChange::replace_with(&new);
         let base_id = base.as_ref().map(|b| &b.id);
         if base.as_ref().is_some_and(|b| b.build.is_some()) {
             let (release, promotion) = self
-                .change_env_and_promote(app, &change, base_id, None, options, actor)
+                .change_env_and_promote_inner(app, &change, base_id, None, options, actor)
                 .await?;
             Ok((release, Some(promotion)))
         } else {
-            let release = self.change_env(app, &change, base_id, None, actor).await?;
+            let (release, _) = self
+                .change_env_inner(app, &change, base_id, None, None, actor)
+                .await?;
             Ok((release, None))
         }
+    }
+
+    /// The environment of `release` (the app's newest when `None`) with its values, for
+    /// `actor`: audited as `env.reveal` naming the release. The entry is written *before*
+    /// anything is returned, and when it cannot be written nothing is revealed (the error is
+    /// returned). `Ok(None)`: the app has no release yet.
+    pub async fn reveal_env(
+        &self,
+        app: &AppName,
+        release: Option<&ReleaseId>,
+        actor: &Actor,
+    ) -> Result<Option<Release>> {
+        let audit = audit_entry(actor, actions::ENV_REVEAL, app);
+        let audit = match release {
+            Some(id) => audit.target(id.as_str()),
+            None => audit,
+        };
+        let result = async {
+            let found = match release {
+                Some(id) => Some(self.inner.store.release(app, id).await?),
+                None => self.newest_release(app).await?,
+            };
+            let entry = match &found {
+                Some(r) => audit.clone().target(r.id.as_str()),
+                None => audit.clone(),
+            };
+            self.inner
+                .store
+                .insert_audit(&entry, crate::model::now_ms())
+                .await?;
+            Ok(found)
+        }
+        .await;
+        self.audited(&audit, result).await
+    }
+
+    /// The value of one variable of `release`, for `actor`: audited as `env.reveal` naming the
+    /// release and the key (never the value), written before the value is returned; when the
+    /// entry cannot be written the value is not returned.
+    pub async fn reveal_env_value(
+        &self,
+        app: &AppName,
+        release: &ReleaseId,
+        key: &str,
+        actor: &Actor,
+    ) -> Result<String> {
+        let audit = audit_entry(actor, actions::ENV_REVEAL, app).target(release.as_str());
+        // Only a well-formed key is named in the log.
+        let (audit, result) =
+            match crate::env::EnvKey::parse(key) {
+                Err(e) => (audit, Err(e)),
+                Ok(key) => {
+                    let audit = audit.target(format!("{release} {key}"));
+                    let result =
+                        async {
+                            let found = self.inner.store.release(app, release).await?;
+                            let value = found.env.get(key.as_str()).map(str::to_owned).ok_or_else(
+                                || Error::not_found("variable", format!("{key} in {release}")),
+                            )?;
+                            self.inner
+                                .store
+                                .insert_audit(&audit, crate::model::now_ms())
+                                .await?;
+                            Ok(value)
+                        }
+                        .await;
+                    (audit, result)
+                }
+            };
+        self.audited(&audit, result).await
     }
 
     /// What would change, per key, if `env` replaced the newest release's environment.
@@ -580,6 +748,21 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<Promotion> {
+        let audit = audit_entry(actor, actions::RELEASE_PROMOTE, app).target(release.as_str());
+        let result = self
+            .promote_inner(app, release, options, actor, &audit)
+            .await;
+        self.audited(&audit, result).await
+    }
+
+    async fn promote_inner(
+        &self,
+        app: &AppName,
+        release: &ReleaseId,
+        options: &PromoteOptions,
+        actor: &Actor,
+        audit: &AuditEntry,
+    ) -> Result<Promotion> {
         let deadline = self.check_promote(options)?;
         let release = self.inner.store.release(app, release).await?;
         if release.build.is_none() {
@@ -588,7 +771,7 @@ impl Engine {
         let promotion = self
             .inner
             .store
-            .start_promotion(app, &release.id, actor, deadline)
+            .start_promotion(app, &release.id, actor, deadline, audit)
             .await?;
         rollout::spawn(&self.inner, promotion.clone(), release, deadline);
         Ok(promotion)
@@ -623,6 +806,17 @@ impl Engine {
         spec: &NewRelease,
         actor: &Actor,
     ) -> Result<Release> {
+        let audit = audit_entry(actor, actions::RELEASE_CREATE, app);
+        let result = self.create_release_inner(app, spec, actor).await;
+        self.audited(&audit, result).await
+    }
+
+    async fn create_release_inner(
+        &self,
+        app: &AppName,
+        spec: &NewRelease,
+        actor: &Actor,
+    ) -> Result<Release> {
         let description = spec
             .description
             .as_deref()
@@ -638,7 +832,7 @@ impl Engine {
         let (release, _) = self
             .inner
             .store
-            .insert_release_from_newest(app, None, None, |newest| {
+            .insert_release_from_newest(app, None, None, |newest, id| {
                 let base = parent.as_ref().or(newest);
                 let old_env = base.map(|r| r.env.clone()).unwrap_or_default();
                 let env = spec.env.clone().unwrap_or_else(|| old_env.clone());
@@ -655,7 +849,14 @@ impl Engine {
                         None => "first release".into(),
                     },
                 };
-                Ok((build, env, description, None, actor.clone()))
+                Ok(ReleaseParts {
+                    build,
+                    env,
+                    description,
+                    rollback_of: None,
+                    actor: actor.clone(),
+                    audit: audit_entry(actor, actions::RELEASE_CREATE, app).target(id.as_str()),
+                })
             })
             .await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
@@ -674,6 +875,18 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<(Release, Promotion)> {
+        let audit = audit_entry(actor, actions::RELEASE_ROLLBACK, app).target(target.as_str());
+        let result = self.rollback_inner(app, target, options, actor).await;
+        self.audited(&audit, result).await
+    }
+
+    async fn rollback_inner(
+        &self,
+        app: &AppName,
+        target: &ReleaseId,
+        options: &PromoteOptions,
+        actor: &Actor,
+    ) -> Result<(Release, Promotion)> {
         let deadline = self.check_promote(options)?;
         let old = self.inner.store.release(app, target).await?;
         if old.build.is_none() {
@@ -682,14 +895,16 @@ impl Engine {
         let (release, promotion) = self
             .inner
             .store
-            .insert_release_from_newest(app, None, Some((actor, deadline)), |_| {
-                Ok((
-                    old.build.clone(),
-                    old.env.clone(),
-                    format!("rollback to {}", old.id),
-                    Some(old.id.clone()),
-                    actor.clone(),
-                ))
+            .insert_release_from_newest(app, None, Some((actor, deadline)), |_, id| {
+                Ok(ReleaseParts {
+                    build: old.build.clone(),
+                    env: old.env.clone(),
+                    description: format!("rollback to {}", old.id),
+                    rollback_of: Some(old.id.clone()),
+                    actor: actor.clone(),
+                    audit: audit_entry(actor, actions::RELEASE_ROLLBACK, app)
+                        .target(format!("{} as new release {id}", old.id)),
+                })
             })
             .await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
@@ -708,7 +923,20 @@ impl Engine {
 
     /// Cancels the app's running rollout: the new processes are stopped and the active release
     /// keeps serving. Returns the promotion once it has ended.
+    /// Audited as `promotion.cancel`, naming the promotion; the entry is written before the
+    /// rollout is told to stop (and if it cannot be written, the rollout is not cancelled).
     pub async fn cancel(&self, app: &AppName, actor: &Actor) -> Result<Promotion> {
+        let audit = audit_entry(actor, actions::PROMOTION_CANCEL, app);
+        let result = self.cancel_inner(app, actor, &audit).await;
+        self.audited(&audit, result).await
+    }
+
+    async fn cancel_inner(
+        &self,
+        app: &AppName,
+        actor: &Actor,
+        audit: &AuditEntry,
+    ) -> Result<Promotion> {
         self.inner.store.app(app).await?;
         let handle = self.inner.with_app(app, |rt| rt.rollout.clone());
         let Some(handle) = handle else {
@@ -716,6 +944,13 @@ impl Engine {
                 "no rollout is in progress for app {app}"
             )));
         };
+        self.inner
+            .store
+            .insert_audit(
+                &audit.clone().target(handle.promotion.as_str()),
+                crate::model::now_ms(),
+            )
+            .await?;
         if let Ok(mut by) = handle.cancelled_by.lock() {
             by.get_or_insert_with(|| actor.to_string());
         }

@@ -7,6 +7,7 @@ use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::auth::AuditEntry;
 use crate::env::Environment;
 use crate::error::{Error, Result};
 use crate::ids::{BuildId, PromotionId, ReleaseId};
@@ -14,6 +15,8 @@ use crate::model::*;
 use crate::names::{Actor, AppName};
 
 mod auth;
+
+pub(crate) use auth::write_audit;
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -29,6 +32,17 @@ pub(crate) struct NewRelease<'a> {
     pub description: &'a str,
     pub rollback_of: Option<&'a ReleaseId>,
     pub actor: &'a Actor,
+}
+
+/// What [`Store::insert_release_from_newest`]'s `make` decides from the newest release: the
+/// new release, and the audit entry that records it (written in the same transaction).
+pub(crate) struct ReleaseParts {
+    pub build: Option<BuildId>,
+    pub env: Environment,
+    pub description: String,
+    pub rollback_of: Option<ReleaseId>,
+    pub actor: Actor,
+    pub audit: AuditEntry,
 }
 
 /// A build to insert.
@@ -174,14 +188,25 @@ impl Store {
 
     // ---- apps ----
 
-    pub async fn create_app(&self, name: &AppName, actor: &Actor) -> Result<App> {
+    /// Inserts an app and its audit entry, in one transaction.
+    pub(crate) async fn create_app(
+        &self,
+        name: &AppName,
+        actor: &Actor,
+        audit: &AuditEntry,
+    ) -> Result<App> {
         let now = now_ms();
+        let mut tx = self.write.begin().await?;
         let res = sqlx::query("INSERT INTO apps (name, created_at, created_by) VALUES (?, ?, ?)")
             .bind(name.as_str())
             .bind(now)
             .bind(actor.as_str())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await;
+        if res.is_ok() {
+            write_audit(&mut tx, audit, now).await?;
+            tx.commit().await?;
+        }
         match res {
             Ok(_) => Ok(App {
                 name: name.clone(),
@@ -267,13 +292,14 @@ impl Store {
 
     // ---- builds and releases ----
 
-    /// Inserts a build and the release it makes (its env copied from the app's newest release)
-    /// in one transaction.
+    /// Inserts a build, the release it makes (its env copied from the app's newest release)
+    /// and the audit entry that records them, in one transaction.
     pub(crate) async fn insert_build_with_release(
         &self,
         app: &AppName,
         build: NewBuild<'_>,
         release_id: &ReleaseId,
+        audit: &AuditEntry,
     ) -> Result<Release> {
         let app_id = self.app_id(app).await?;
         let mut tx = self.write.begin().await?;
@@ -317,6 +343,7 @@ impl Store {
             now,
         )
         .await?;
+        write_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(Release {
             id: release_id.clone(),
@@ -332,9 +359,10 @@ impl Store {
 
     /// Inserts a release. With `expected_newest`, the insert only happens when that release is
     /// still the app's newest (checked inside the transaction); otherwise it is a `StaleBase`.
-    /// `make` computes the new release from the newest one inside the same transaction. With
-    /// `promote`, a running promotion of the new release is recorded in the same transaction:
-    /// when another rollout runs, nothing is written (`RolloutInProgress`).
+    /// `make` computes the new release (whose ID it is given) from the newest one inside the
+    /// same transaction, with the audit entry that records it. With `promote`, a running
+    /// promotion of the new release is recorded in the same transaction: when another rollout
+    /// runs, nothing is written (`RolloutInProgress`).
     pub(crate) async fn insert_release_from_newest<F>(
         &self,
         app: &AppName,
@@ -343,15 +371,7 @@ impl Store {
         make: F,
     ) -> Result<(Release, Option<Promotion>)>
     where
-        F: FnOnce(
-            Option<&Release>,
-        ) -> Result<(
-            Option<BuildId>,
-            Environment,
-            String,
-            Option<ReleaseId>,
-            Actor,
-        )>,
+        F: FnOnce(Option<&Release>, &ReleaseId) -> Result<ReleaseParts>,
     {
         let app_id = self.app_id(app).await?;
         let mut tx = self.write.begin().await?;
@@ -382,8 +402,15 @@ impl Store {
                 None => return Err(Error::not_found("release", expected)),
             }
         }
-        let (build, env, description, rollback_of, actor) = make(newest.as_ref())?;
         let id = ReleaseId::generate();
+        let ReleaseParts {
+            build,
+            env,
+            description,
+            rollback_of,
+            actor,
+            audit,
+        } = make(newest.as_ref(), &id)?;
         let now = now_ms();
         insert_release(
             &mut tx,
@@ -405,6 +432,7 @@ impl Store {
             }
             None => None,
         };
+        write_audit(&mut tx, &audit, now).await?;
         tx.commit().await?;
         let release = Release {
             id,
@@ -531,17 +559,20 @@ impl Store {
 
     // ---- promotions ----
 
-    /// Records a new running promotion. The database refuses a second running one per app.
+    /// Records a new running promotion and its audit entry. The database refuses a second
+    /// running one per app.
     pub(crate) async fn start_promotion(
         &self,
         app: &AppName,
         release: &ReleaseId,
         actor: &Actor,
         deadline: Duration,
+        audit: &AuditEntry,
     ) -> Result<Promotion> {
         let app_id = self.app_id(app).await?;
         let mut tx = self.write.begin().await?;
         let promotion = insert_promotion(&mut tx, app, app_id, release, actor, deadline).await?;
+        write_audit(&mut tx, audit, promotion.started_at).await?;
         tx.commit().await?;
         Ok(promotion)
     }

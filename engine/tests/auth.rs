@@ -45,7 +45,10 @@ impl Setup {
 
     async fn user(&self, name: &str, password: &str, role: Role) -> Username {
         let name = Username::parse(name).unwrap();
-        self.auth.create_user(&name, password, role).await.unwrap();
+        self.auth
+            .create_user(&name, password, role, &by())
+            .await
+            .unwrap();
         name
     }
 
@@ -61,6 +64,11 @@ async fn open(db: &std::path::Path, clock: &ManualClock) -> (Store, Auth) {
     let store = Store::open(db.to_str().unwrap()).await.unwrap();
     let auth = Auth::new(store.clone(), AuthConfig::for_tests()).with_clock(clock.clock());
     (store, auth)
+}
+
+/// The admin who manages users in these tests.
+fn by() -> Actor {
+    Actor::new("admin")
 }
 
 fn kind<T: std::fmt::Debug>(r: Result<T>) -> ErrorKind {
@@ -193,7 +201,7 @@ async fn login_failures_all_look_the_same() {
     let wrong = t.auth.login("alice", "bob's password", None).await;
     let unknown = t.auth.login("carol", "alice's password", None).await;
     let invalid_name = t.auth.login("not a name!", "alice's password", None).await;
-    t.auth.disable_user(&bob).await.unwrap();
+    t.auth.disable_user(&bob, &by()).await.unwrap();
     let disabled = t.auth.login("bob", "bob's password", None).await;
     let messages: Vec<String> = [wrong, unknown, invalid_name, disabled]
         .into_iter()
@@ -229,12 +237,15 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
 
     // Changing it keeps it hashed, and the old one stops working.
     let alice = Username::parse("alice").unwrap();
-    t.auth.set_password(&alice, "a new password").await.unwrap();
+    t.auth
+        .set_password(&alice, "a new password", &by())
+        .await
+        .unwrap();
     assert!(t.auth.login("alice", "hunter2hunter2", None).await.is_err());
     t.auth.login("alice", "a new password", None).await.unwrap();
     assert!(!dump(&raw, "users").await.contains("a new password"));
     assert_eq!(
-        kind(t.auth.set_password(&alice, "1234567").await),
+        kind(t.auth.set_password(&alice, "1234567", &by()).await),
         ErrorKind::Invalid
     );
     assert_eq!(
@@ -243,7 +254,8 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
                 .create_user(
                     &Username::parse("zed").unwrap(),
                     &"x".repeat(1025),
-                    Role::Viewer
+                    Role::Viewer,
+                    &by(),
                 )
                 .await
         ),
@@ -633,15 +645,15 @@ async fn a_tokens_role_never_exceeds_its_owners() {
     viewer.require(Role::Viewer).unwrap();
 
     // A demoted owner's tokens lose what the owner lost; a disabled owner's stop working.
-    t.auth.set_role(&dep, Role::Viewer).await.unwrap();
+    t.auth.set_role(&dep, Role::Viewer, &by()).await.unwrap();
     assert_eq!(t.auth.token(&deploy).await.unwrap().role, Role::Viewer);
-    t.auth.disable_user(&dep).await.unwrap();
+    t.auth.disable_user(&dep, &by()).await.unwrap();
     assert_eq!(kind(t.auth.token(&view).await), ErrorKind::Unauthenticated);
     assert_eq!(
         kind(t.auth.create_token(&dep, "x", Role::Viewer, None).await),
         ErrorKind::Conflict
     );
-    t.auth.enable_user(&dep).await.unwrap();
+    t.auth.enable_user(&dep, &by()).await.unwrap();
     t.auth.token(&view).await.unwrap();
 
     assert_eq!(
@@ -667,33 +679,42 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
     assert_eq!(
         kind(
             t.auth
-                .create_user(&alice, "another password", Role::Admin)
+                .create_user(&alice, "another password", Role::Admin, &by())
                 .await
         ),
         ErrorKind::Conflict
     );
 
     assert_eq!(
-        kind(t.auth.set_role(&root, Role::Deployer).await),
+        kind(t.auth.set_role(&root, Role::Deployer, &by()).await),
         ErrorKind::Conflict
     );
-    assert_eq!(kind(t.auth.disable_user(&root).await), ErrorKind::Conflict);
-    assert_eq!(kind(t.auth.delete_user(&root).await), ErrorKind::Conflict);
+    assert_eq!(
+        kind(t.auth.disable_user(&root, &by()).await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        kind(t.auth.delete_user(&root, &by()).await),
+        ErrorKind::Conflict
+    );
 
     let s = t
         .auth
         .login("alice", "alice's password", None)
         .await
         .unwrap();
-    t.auth.set_role(&alice, Role::Admin).await.unwrap();
+    t.auth.set_role(&alice, Role::Admin, &by()).await.unwrap();
     assert_eq!(
         t.auth.session(&s.session_token).await.unwrap().role,
         Role::Admin
     );
-    t.auth.set_role(&root, Role::Viewer).await.unwrap();
+    t.auth.set_role(&root, Role::Viewer, &by()).await.unwrap();
 
     // A new password ends the user's sessions.
-    t.auth.set_password(&alice, "a new password").await.unwrap();
+    t.auth
+        .set_password(&alice, "a new password", &by())
+        .await
+        .unwrap();
     assert!(t.auth.session(&s.session_token).await.is_err());
 
     t.auth
@@ -701,7 +722,7 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
         .await
         .unwrap();
     t.auth.login("root", "root's password", None).await.unwrap();
-    t.auth.delete_user(&root).await.unwrap();
+    t.auth.delete_user(&root, &by()).await.unwrap();
     let users = t.auth.list_users().await.unwrap();
     assert_eq!(
         users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
@@ -710,7 +731,7 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
     assert!(t.auth.list_tokens(None).await.unwrap().is_empty());
     assert_eq!(kind(t.auth.user(&root).await), ErrorKind::NotFound);
     assert_eq!(
-        kind(t.auth.set_role(&root, Role::Admin).await),
+        kind(t.auth.set_role(&root, Role::Admin, &by()).await),
         ErrorKind::NotFound
     );
 }
@@ -863,6 +884,12 @@ async fn users_sessions_tokens_and_audit_survive_a_restart() {
         .record_audit(AuditEntry::new(admin.actor(), "token.create").target(token.id.as_str()))
         .await
         .unwrap();
+    let before = t.auth.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(
+        before.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+        ["token.create", "token.create", "login", "user.create"]
+    );
+    assert_eq!(before[0], rec);
 
     t.restart().await;
 
@@ -876,7 +903,131 @@ async fn users_sessions_tokens_and_audit_survive_a_restart() {
     );
     assert_eq!(
         t.auth.list_audit(&AuditFilter::default()).await.unwrap(),
-        [rec]
+        before
     );
     t.auth.login("admin", &password, None).await.unwrap();
+}
+
+/// `(actor, action, target, result)` of every entry, oldest first.
+async fn audit_log(t: &Setup) -> Vec<(String, String, String, String)> {
+    let mut all = t
+        .auth
+        .list_audit(&AuditFilter {
+            limit: AuditFilter::MAX_LIMIT,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    all.reverse();
+    all.into_iter()
+        .map(|r| {
+            (
+                r.actor,
+                r.action,
+                r.target.unwrap_or_default(),
+                r.result.as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_ins_tokens_and_users_write_their_own_audit_entries() {
+    let t = Setup::new().await;
+    let alice = t.user("alice", "alice's password", Role::Deployer).await;
+    let ok = t
+        .auth
+        .login("alice", "alice's password", ip("10.0.0.1"))
+        .await
+        .unwrap();
+    t.auth
+        .login("alice", "wrong password", ip("10.0.0.1"))
+        .await
+        .unwrap_err();
+    t.auth
+        .login("not a name!", "wrong password", ip("10.0.0.2"))
+        .await
+        .unwrap_err();
+    let (token, _) = t
+        .auth
+        .create_token(&alice, "ci", Role::Viewer, None)
+        .await
+        .unwrap();
+    t.auth
+        .create_token(&alice, "too much", Role::Admin, None)
+        .await
+        .unwrap_err();
+    let mallory = t.user("mallory", "mallory's password", Role::Viewer).await;
+    let mallory_p = t
+        .auth
+        .login("mallory", "mallory's password", None)
+        .await
+        .unwrap()
+        .principal;
+    t.auth
+        .revoke_token(&token.id, &mallory_p)
+        .await
+        .unwrap_err();
+    t.auth.revoke_token(&token.id, &ok.principal).await.unwrap();
+    let (cli, cli_token, _) = t
+        .auth
+        .login_for_token("alice", "alice's password", None, "cli")
+        .await
+        .unwrap();
+    t.auth.logout_token(&cli).await.unwrap();
+    t.auth.logout(&ok.session_token).await.unwrap();
+    // Ending a session that has ended changes (and records) nothing.
+    t.auth.logout(&ok.session_token).await.unwrap();
+    t.auth
+        .set_role(&mallory, Role::Deployer, &by())
+        .await
+        .unwrap();
+    t.auth
+        .set_password(&mallory, "s3cr7", &by())
+        .await
+        .unwrap_err();
+    t.auth.disable_user(&mallory, &by()).await.unwrap();
+
+    let s = |v: &str| v.to_owned();
+    let row = |a: &str, b: &str, c: &str, d: &str| (s(a), s(b), s(c), s(d));
+    let expected = vec![
+        row("admin", "user.create", "alice (deployer)", "ok"),
+        row("alice", "login", "", "ok"),
+        row("anonymous", "login", "alice", "denied"),
+        row("anonymous", "login", "", "denied"),
+        row("alice", "token.create", token.id.as_str(), "ok"),
+        row("alice", "token.create", "", "denied"),
+        row("admin", "user.create", "mallory (viewer)", "ok"),
+        row("mallory", "login", "", "ok"),
+        row("mallory", "token.revoke", token.id.as_str(), "denied"),
+        row("alice", "token.revoke", token.id.as_str(), "ok"),
+        row("alice", "login", "for an API token", "ok"),
+        row("alice", "token.create", cli_token.id.as_str(), "ok"),
+        row("alice", "logout", cli_token.id.as_str(), "ok"),
+        row("alice", "logout", "", "ok"),
+        row("admin", "user.update", "mallory role deployer", "ok"),
+        row("admin", "user.update", "mallory password", "failed"),
+        row("admin", "user.update", "mallory disabled", "ok"),
+    ];
+    assert_eq!(audit_log(&t).await, expected);
+    let dumped = dump(&t.raw().await, "audit").await;
+    assert!(
+        !dumped.contains("password'") && !dumped.contains("s3cr7"),
+        "{dumped}"
+    );
+}
+
+#[tokio::test]
+async fn sign_ins_refused_by_the_rate_limit_do_not_grow_the_audit_log() {
+    let t = Setup::new().await;
+    t.user("alice", "alice's password", Role::Viewer).await;
+    let before = audit_log(&t).await.len();
+    let max = t.auth.config().login_max_failures as usize;
+    for _ in 0..100 {
+        let _ = t
+            .auth
+            .login("alice", "wrong password", ip("192.0.2.7"))
+            .await;
+    }
+    assert_eq!(audit_log(&t).await.len(), before + max);
 }

@@ -8,13 +8,15 @@
 //!    `app::policy`, the JSON API's routes from their declared role (`api::routes`), pages
 //!    need a signed-in user; static files and signing in need nobody;
 //! 4. answers 401 (pages: a redirect to `/login`) or 403 when that is not met;
-//! 5. records every state-changing action and every reveal of a secret, allowed or refused,
-//!    in the audit log, with the caller, app, action, target and result.
+//! 5. records the refusals it makes of audited actions (state changes, reveals of secrets)
+//!    in the audit log: a signed-in caller's always, an anonymous caller's within the bounds
+//!    of [`crate::refusals`]. The subject is read from the URL path only, never from the
+//!    body. What is allowed is recorded by the engine's use case itself, with its real
+//!    subject and outcome.
 
 use app::context::{Caller, ClientAddr};
 use app::policy::Need;
 use axum::{
-    body::{to_bytes, Body},
     extract::{ConnectInfo, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::Next,
@@ -24,10 +26,6 @@ use engine::{Actor, AppName, AuditEntry, AuditResult, Principal, Role};
 use std::net::SocketAddr;
 
 use crate::{api, front_door, AppState};
-
-/// Largest server-function body read for the audit log (larger ones are refused by the
-/// server function's own limit anyway).
-const MAX_AUDITED_BODY: usize = 2 * 1024 * 1024;
 
 /// What kind of thing a path is, which decides how a refusal is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,98 +109,85 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Principal
     state.auth.session(cookie).await.ok()
 }
 
-/// The app and target an audited request is about: from the path for the API, from the
-/// form's `app`/`release`/`key`/`username`/`id`/`name` fields for server functions (never
-/// any other field: values and passwords stay out of the log).
-fn audit_subject(kind: Kind, path: &str, form: Option<&[u8]>) -> (Option<AppName>, Option<String>) {
-    match kind {
-        Kind::Api => {
-            let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            // A JSON body's `name` (a new app or user) or `user` (signing in): names only.
-            let body: Option<serde_json::Value> = form.and_then(|b| serde_json::from_slice(b).ok());
-            let body_field = |field: &str| {
-                body.as_ref()
-                    .and_then(|v| v.get(field))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            };
-            let creates_app = segments.last() == Some(&"apps");
-            let app = segments
-                .iter()
-                .position(|s| *s == "apps")
-                .and_then(|i| segments.get(i + 1))
-                .and_then(|a| AppName::parse(a).ok())
-                .or_else(|| {
-                    creates_app
-                        .then(|| body_field("name"))
-                        .flatten()
-                        .and_then(|n| AppName::parse(&n).ok())
-                });
-            let target = segments
-                .iter()
-                .find(|s| {
-                    engine::ReleaseId::parse(s).is_ok()
-                        || engine::PromotionId::parse(s).is_ok()
-                        || engine::TokenId::parse(s).is_ok()
-                })
-                .map(|s| s.to_string())
-                .or_else(|| {
-                    ["user", "name"]
-                        .iter()
-                        .filter(|_| !creates_app)
-                        .find_map(|f| body_field(f))
-                        .and_then(|n| engine::Username::parse(&n).ok())
-                        .map(|u| u.to_string())
-                });
-            (app, target)
-        }
-        _ => {
-            let fields: Vec<(String, String)> = form
-                .map(|b| {
-                    url::form_urlencoded::parse(b)
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.as_str())
-            };
-            let app = get("app").and_then(|a| AppName::parse(a).ok());
-            let target = match (get("release"), get("key")) {
-                (Some(r), Some(k)) => Some(format!("{r} {k}")),
-                (Some(r), None) => Some(r.to_owned()),
-                _ => ["id", "username", "name"]
-                    .iter()
-                    .find_map(|f| get(f))
-                    .and_then(|v| engine::Username::parse(v).ok().map(|u| u.to_string()))
-                    .or_else(|| {
-                        get("id")
-                            .and_then(|v| engine::TokenId::parse(v).ok())
-                            .map(|t| t.to_string())
-                    }),
-            };
-            (app, target)
-        }
+/// The app and target an audited request is about, from the URL path only (never the body):
+/// for the API, the app after `apps/` and the first release, promotion or token ID (else the
+/// user after `users/`); a server function's path names nothing.
+fn audit_subject(kind: Kind, path: &str) -> (Option<AppName>, Option<String>) {
+    if kind != Kind::Api {
+        return (None, None);
     }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let app = segments
+        .iter()
+        .position(|s| *s == "apps")
+        .and_then(|i| segments.get(i + 1))
+        .and_then(|a| AppName::parse(a).ok());
+    let target = segments
+        .iter()
+        .find(|s| {
+            engine::ReleaseId::parse(s).is_ok()
+                || engine::PromotionId::parse(s).is_ok()
+                || engine::TokenId::parse(s).is_ok()
+        })
+        .map(|s| s.to_string())
+        .or_else(|| {
+            segments
+                .iter()
+                .position(|s| *s == "users")
+                .and_then(|i| segments.get(i + 1))
+                .and_then(|u| engine::Username::parse(u).ok())
+                .map(|u| u.to_string())
+        });
+    (app, target)
 }
 
-/// The audit result a response stands for.
-fn result_of(response: &Response) -> AuditResult {
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or("");
-    match status.as_u16() {
-        401 | 403 | 429 => AuditResult::Denied,
-        // A form posted without JavaScript is redirected back; an error rides in the URL.
-        300..=399 if location.contains("__err=") => AuditResult::Failed("error".into()),
-        200..=399 => AuditResult::Ok,
-        code => AuditResult::Failed(format!("HTTP {code}")),
+/// Records the refusal of the audited `action` at `path`: a signed-in caller's always, an
+/// anonymous one's within [`crate::refusals`]' bounds (and never for a server function that
+/// does not exist: its name is whatever the caller made up). A failure to record is logged.
+async fn record_refusal(
+    state: &AppState,
+    action: &str,
+    kind: Kind,
+    path: &str,
+    caller: Option<&Principal>,
+    client: Option<std::net::IpAddr>,
+) {
+    let (app, target) = audit_subject(kind, path);
+    let (actor, target) = match caller {
+        Some(p) => (p.actor(), target),
+        None => {
+            if kind == Kind::ServerFn && app::policy::rule(path).is_none() {
+                return;
+            }
+            let now = std::time::Instant::now();
+            let Some(left_out) = state.refusals.admit(client, action, now) else {
+                return;
+            };
+            let mut note = match client {
+                Some(addr) => format!("from {addr}"),
+                None => "from an unknown address".to_owned(),
+            };
+            if left_out > 0 {
+                note.push_str(&format!(
+                    "; {left_out} earlier anonymous refusals not recorded"
+                ));
+            }
+            let target = match target {
+                Some(t) => format!("{t} {note}"),
+                None => note,
+            };
+            (Actor::new("anonymous"), Some(target))
+        }
+    };
+    let mut entry = AuditEntry::new(actor, action).result(AuditResult::Denied);
+    if let Some(app) = &app {
+        entry = entry.app(app);
+    }
+    if let Some(t) = target {
+        entry = entry.target(t);
+    }
+    if let Err(e) = state.auth.record_audit(entry).await {
+        tracing::error!(error = %e, "recording a refusal in the audit log failed");
     }
 }
 
@@ -299,77 +284,31 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let principal = authenticate(&state, req.headers()).await;
     req.extensions_mut().insert(Caller(principal.clone()));
 
-    // The audit log needs the server function's form fields: read the body (bounded) and put
-    // it back.
-    let mut form = None;
-    let small_json_api = rule.kind == Kind::Api
-        && !uri.path().ends_with("/builds")
-        && req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n <= api::MAX_JSON_BYTES);
-    if rule.audit.is_some() && (rule.kind == Kind::ServerFn || small_json_api) {
-        let (parts, body) = req.into_parts();
-        let bytes = match to_bytes(body, MAX_AUDITED_BODY).await {
-            Ok(b) => b,
-            Err(_) => {
-                return app_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    app::AppError::Invalid("the form is too large".into()),
-                )
-            }
-        };
-        form = Some(bytes.clone());
-        req = Request::from_parts(parts, Body::from(bytes));
-    }
-    let record = |result: AuditResult| {
-        let action = rule.audit.clone();
-        let (app, target) = audit_subject(rule.kind, uri.path(), form.as_deref());
-        // A successful sign-in is by the user who signed in.
-        let signed_in = (action.as_deref() == Some("login") && result == AuditResult::Ok)
-            .then(|| target.clone())
-            .flatten()
-            .map(Actor::new);
-        let actor = principal
-            .as_ref()
-            .map(Principal::actor)
-            .or(signed_in)
-            .unwrap_or_else(|| Actor::new("anonymous"));
-        let auth = state.auth.clone();
-        async move {
-            let Some(action) = action else { return };
-            let mut entry = AuditEntry::new(actor, action).result(result);
-            if let Some(app) = &app {
-                entry = entry.app(app);
-            }
-            if let Some(t) = target {
-                entry = entry.target(t);
-            }
-            if let Err(e) = auth.record_audit(entry).await {
-                tracing::error!(error = %e, "recording the audit log failed");
-            }
-        }
-    };
-
     if let Need::Role(needed) = rule.need {
-        let Some(p) = &principal else {
-            // Anonymous requests to audited actions are recorded too (login attempts are
-            // recorded by the server function's own outcome below).
-            record(AuditResult::Denied).await;
-            return unauthorized(rule.kind, &method, &uri, req.headers());
+        let refusal = match &principal {
+            None => Some(unauthorized(rule.kind, &method, &uri, req.headers())),
+            Some(p) => p
+                .require(needed)
+                .err()
+                .map(|e| forbidden(rule.kind, e.to_string())),
         };
-        if let Err(e) = p.require(needed) {
-            record(AuditResult::Denied).await;
-            return forbidden(rule.kind, e.to_string());
+        if let Some(refusal) = refusal {
+            if let Some(action) = &rule.audit {
+                let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+                record_refusal(
+                    &state,
+                    action,
+                    rule.kind,
+                    uri.path(),
+                    principal.as_ref(),
+                    client,
+                )
+                .await;
+            }
+            return refusal;
         }
     }
-    let response = next.run(req).await;
-    if rule.audit.is_some() {
-        record(result_of(&response)).await;
-    }
-    response
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -390,29 +329,15 @@ mod tests {
     }
 
     #[test]
-    fn audit_subjects_never_carry_values() {
-        let (app, target) = audit_subject(
-            Kind::ServerFn,
-            "/api/apply_env",
-            Some(b"app=hello&base=RABCDEFGHIJ&rows%5B0%5D%5Bvalue%5D=s3cret&paste=TOKEN%3Dx"),
-        );
-        assert_eq!(app.map(|a| a.to_string()).as_deref(), Some("hello"));
-        assert_eq!(target, None);
-        let (_, target) = audit_subject(
-            Kind::ServerFn,
-            "/api/reveal_env",
-            Some(b"app=hello&release=RABCDEFGHIJ&key=DB_URL"),
-        );
-        assert_eq!(target.as_deref(), Some("RABCDEFGHIJ DB_URL"));
-        let (_, target) = audit_subject(
-            Kind::ServerFn,
-            "/api/login",
-            Some(b"username=hunter2%20oops&password=hunter2"),
-        );
-        assert_eq!(target, None);
-        let (app, target) =
-            audit_subject(Kind::Api, "/apps/hello/releases/RABCDEFGHIJ/promote", None);
+    fn audit_subjects_come_from_the_path_only() {
+        let (app, target) = audit_subject(Kind::ServerFn, "/api/reveal_env");
+        assert_eq!((app, target), (None, None));
+        let (app, target) = audit_subject(Kind::Api, "/apps/hello/releases/RABCDEFGHIJ/promote");
         assert_eq!(app.map(|a| a.to_string()).as_deref(), Some("hello"));
         assert_eq!(target.as_deref(), Some("RABCDEFGHIJ"));
+        let (app, target) = audit_subject(Kind::Api, "/apps");
+        assert_eq!((app, target), (None, None));
+        let (_, target) = audit_subject(Kind::Api, "/api/v1/users/bob");
+        assert_eq!(target.as_deref(), Some("bob"));
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod front_door;
 pub mod page_cache;
+pub mod refusals;
 
 use app::{context::ConsoleContext, shell, App};
 use axum::{extract::FromRef, routing::get, Router};
@@ -42,6 +43,8 @@ pub struct AppState {
     pub shutdown: api::ShutdownSignal,
     /// The Hosts the Console answers to and its own origin.
     pub origins: front_door::Origins,
+    /// Bounds the audit log's rows of anonymous refusals.
+    pub refusals: std::sync::Arc<refusals::AnonymousRefusals>,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             page_cache: page_cache::PageCache::default(),
             shutdown,
             origins,
+            refusals: Default::default(),
         }
     }
 

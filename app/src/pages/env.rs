@@ -153,13 +153,13 @@ pub async fn get_env(app: String) -> Result<EnvEditorData, AppError> {
 pub async fn reveal_env(app: String, release: String, key: String) -> Result<String, AppError> {
     let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
-    let release = ctx
+    let actor = crate::context::actor()?;
+    let release = engine::ReleaseId::parse(&release)?;
+    // Audited by the engine, naming this release and key, before the value is returned.
+    Ok(ctx
         .engine
-        .release(&app, &engine::ReleaseId::parse(&release)?)
-        .await?;
-    release.env.get(&key).map(str::to_owned).ok_or_else(|| {
-        AppError::NotFound(format!("variable {key} in {}", release.id)).with_status()
-    })
+        .reveal_env_value(&app, &release, &key, &actor)
+        .await?)
 }
 
 /// What Apply Changes would do with these edits.

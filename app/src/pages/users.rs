@@ -70,19 +70,21 @@ pub mod ssr {
     /// Creates a user; returns its name.
     pub async fn create(
         auth: &Auth,
+        by: &Principal,
         username: &str,
         password: &str,
         role: &str,
     ) -> Result<String, engine::Error> {
         let name = Username::parse(username.trim())?;
         let role = Role::parse(role.trim())?;
-        let user = auth.create_user(&name, password, role).await?;
+        let user = auth.create_user(&name, password, role, &by.actor()).await?;
         Ok(user.name.to_string())
     }
 
     /// Changes a user's role and/or disables or enables it; says what was done.
     pub async fn update(
         auth: &Auth,
+        by: &Principal,
         username: &str,
         role: Option<Role>,
         disabled: Option<bool>,
@@ -96,18 +98,19 @@ pub mod ssr {
         }
         // Fails early and readably for an unknown user.
         auth.user(&name).await?;
+        let by = by.actor();
         let mut done = Vec::new();
         if let Some(role) = role {
-            auth.set_role(&name, role).await?;
+            auth.set_role(&name, role, &by).await?;
             done.push(format!("{name} is now {role}"));
         }
         match disabled {
             Some(true) => {
-                auth.disable_user(&name).await?;
+                auth.disable_user(&name, &by).await?;
                 done.push(format!("{name} is disabled"));
             }
             Some(false) => {
-                auth.enable_user(&name).await?;
+                auth.enable_user(&name, &by).await?;
                 done.push(format!("{name} is enabled"));
             }
             None => {}
@@ -132,8 +135,8 @@ pub async fn create_user(
     role: String,
 ) -> Result<String, AppError> {
     let ctx = crate::context::console_context_for(engine::Role::Admin)?;
-    ssr::admin()?;
-    Ok(ssr::create(&ctx.auth, &username, &password, &role).await?)
+    let me = ssr::admin()?;
+    Ok(ssr::create(&ctx.auth, &me, &username, &password, &role).await?)
 }
 
 /// Changes `username`'s role, and/or disables (`disabled=true`) or enables it; returns what
@@ -145,9 +148,9 @@ pub async fn update_user(
     disabled: Option<bool>,
 ) -> Result<String, AppError> {
     let ctx = crate::context::console_context_for(engine::Role::Admin)?;
-    ssr::admin()?;
+    let me = ssr::admin()?;
     let role = ssr::role(role.as_deref())?;
-    Ok(ssr::update(&ctx.auth, &username, role, disabled).await?)
+    Ok(ssr::update(&ctx.auth, &me, &username, role, disabled).await?)
 }
 
 /// Whether the caller is an admin (the page is rendered on the server only). A non-admin's

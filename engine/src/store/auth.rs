@@ -137,6 +137,46 @@ async fn revoke_sessions_of(
     Ok(done.rows_affected())
 }
 
+/// Appends `e` to the audit log on `conn` (inside the transaction of the change it records,
+/// when there is one); long fields are cut.
+pub(crate) async fn write_audit(
+    conn: &mut sqlx::SqliteConnection,
+    e: &AuditEntry,
+    now: Millis,
+) -> Result<AuditRecord> {
+    let action = cut(e.action.trim(), AUDIT_ACTION_MAX);
+    if action.is_empty() {
+        return Err(Error::invalid("audit action", "must not be empty"));
+    }
+    let target = e.target.as_deref().map(|t| cut(t, AUDIT_TARGET_MAX));
+    let result = match &e.result {
+        AuditResult::Failed(d) => AuditResult::Failed(cut(d, AUDIT_DETAIL_MAX)),
+        other => other.clone(),
+    };
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO audit (at, actor, app, action, target, result, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+    )
+    .bind(now)
+    .bind(e.actor.as_str())
+    .bind(e.app.as_ref().map(|a| a.as_str()))
+    .bind(&action)
+    .bind(target.as_deref())
+    .bind(result.as_str())
+    .bind(result.detail())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(AuditRecord {
+        seq,
+        at: now,
+        actor: e.actor.to_string(),
+        app: e.app.clone(),
+        action,
+        target,
+        result,
+    })
+}
+
 impl Store {
     // ---- users ----
 
@@ -150,13 +190,16 @@ impl Store {
 
     /// Inserts the user only when there is no user at all, in one statement; `false` when
     /// users existed (or another server inserted the same name first).
+    /// With the audit entry `audit`, in the same transaction when the user was inserted.
     pub(crate) async fn insert_first_user(
         &self,
         name: &Username,
         password_hash: &str,
         role: Role,
         now: Millis,
+        audit: &AuditEntry,
     ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
         let res = sqlx::query(
             "INSERT INTO users (name, password_hash, role, created_at)
              SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)",
@@ -165,10 +208,15 @@ impl Store {
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await;
         match res {
-            Ok(done) => Ok(done.rows_affected() == 1),
+            Ok(done) if done.rows_affected() == 1 => {
+                write_audit(&mut tx, audit, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
             Err(e) if unique_violation(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -180,7 +228,9 @@ impl Store {
         password_hash: &str,
         role: Role,
         now: Millis,
+        audit: &AuditEntry,
     ) -> Result<User> {
+        let mut tx = self.write.begin().await?;
         let res = sqlx::query(
             "INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
         )
@@ -188,8 +238,12 @@ impl Store {
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await;
+        if res.is_ok() {
+            write_audit(&mut tx, audit, now).await?;
+            tx.commit().await?;
+        }
         match res {
             Ok(_) => Ok(User {
                 name: name.clone(),
@@ -239,7 +293,13 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub(crate) async fn update_user_role(&self, name: &Username, role: Role) -> Result<()> {
+    pub(crate) async fn update_user_role(
+        &self,
+        name: &Username,
+        role: Role,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let change = if role == Role::Admin {
             AdminChange::Keeps
@@ -252,6 +312,7 @@ impl Store {
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?;
+        write_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -262,6 +323,7 @@ impl Store {
         name: &Username,
         password_hash: &str,
         now: Millis,
+        audit: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
@@ -273,6 +335,7 @@ impl Store {
             return Err(Error::not_found("user", name));
         }
         revoke_sessions_of(&mut tx, name, now).await?;
+        write_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -282,6 +345,8 @@ impl Store {
         &self,
         name: &Username,
         disabled_at: Option<Millis>,
+        now: Millis,
+        audit: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let change = if disabled_at.is_some() {
@@ -308,12 +373,18 @@ impl Store {
                     .await?;
             }
         }
+        write_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Deletes a user with its sessions and tokens. The audit log keeps its name.
-    pub(crate) async fn delete_user(&self, name: &Username) -> Result<()> {
+    pub(crate) async fn delete_user(
+        &self,
+        name: &Username,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         guard_last_admin(&mut tx, name, AdminChange::Loses).await?;
         for sql in [
@@ -326,6 +397,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        write_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -338,7 +410,9 @@ impl Store {
         user_id: i64,
         client: Option<&str>,
         now: Millis,
+        audit: &AuditEntry,
     ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, client, created_at, last_seen_at)
              VALUES (?, ?, ?, ?, ?)",
@@ -348,8 +422,10 @@ impl Store {
         .bind(client)
         .bind(now)
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        write_audit(&mut tx, audit, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -385,12 +461,34 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) async fn revoke_session(&self, id_hash: &str, now: Millis) -> Result<()> {
+    /// Ends a session that has not ended yet, with the audit entry `audit(user)` of its
+    /// user, in one transaction. Unknown or ended sessions change (and record) nothing.
+    pub(crate) async fn revoke_session(
+        &self,
+        id_hash: &str,
+        now: Millis,
+        audit: impl FnOnce(&Username) -> AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let user: Option<String> = sqlx::query_scalar(
+            "SELECT u.name FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id_hash = ? AND s.revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user) = user else {
+            return Ok(());
+        };
+        let user = Username::parse(&user)
+            .map_err(|e| Error::Internal(format!("bad user name in the database: {e}")))?;
         sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(id_hash)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        write_audit(&mut tx, &audit(&user), now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -431,7 +529,15 @@ impl Store {
 
     /// Inserts a new token (`last_used_at` and `revoked_at` are not written) with the hash of
     /// its secret.
-    pub(crate) async fn insert_token(&self, t: &ApiToken, hash: &str) -> Result<()> {
+    /// With the audit entries that record it (signing in and making the token, for the CLI's
+    /// sign-in), in one transaction.
+    pub(crate) async fn insert_token(
+        &self,
+        t: &ApiToken,
+        hash: &str,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, role, prefix, hash, created_at, expires_at)
              VALUES (?, (SELECT id FROM users WHERE name = ?), ?, ?, ?, ?, ?, ?)",
@@ -444,8 +550,12 @@ impl Store {
         .bind(hash)
         .bind(t.created_at)
         .bind(t.expires_at)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        for entry in audit {
+            write_audit(&mut tx, entry, t.created_at).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -510,50 +620,49 @@ impl Store {
         rows.iter().map(token_from_row).collect()
     }
 
-    pub(crate) async fn revoke_token(&self, id: &TokenId, now: Millis) -> Result<()> {
+    pub(crate) async fn revoke_token(
+        &self,
+        id: &TokenId,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(id.as_str())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        write_audit(&mut tx, audit, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     // ---- audit ----
 
-    /// Appends to the audit log; long fields are cut.
+    /// Appends to the audit log on its own (an attempt that changed nothing, or a refusal);
+    /// long fields are cut.
     pub(crate) async fn insert_audit(&self, e: &AuditEntry, now: Millis) -> Result<AuditRecord> {
-        let action = cut(e.action.trim(), AUDIT_ACTION_MAX);
-        if action.is_empty() {
-            return Err(Error::invalid("audit action", "must not be empty"));
+        let mut conn = self.write.acquire().await?;
+        write_audit(&mut conn, e, now).await
+    }
+
+    /// Passes `result` through. When it is an error, first records `audit` with the error as
+    /// its outcome (`denied` for a refusal, else `failed` with the message as the reason) in
+    /// a write of its own: the change's transaction, if it got that far, rolled back. A
+    /// failure to record is logged; it never hides the use case's error.
+    pub(crate) async fn audit_failure<T>(
+        &self,
+        audit: &AuditEntry,
+        result: Result<T>,
+        now: Millis,
+    ) -> Result<T> {
+        if result.is_err() {
+            let entry = audit.clone().result(AuditResult::of(&result));
+            if let Err(e) = self.insert_audit(&entry, now).await {
+                tracing::error!(error = %e, action = %entry.action, "recording a failed action in the audit log failed");
+            }
         }
-        let target = e.target.as_deref().map(|t| cut(t, AUDIT_TARGET_MAX));
-        let result = match &e.result {
-            AuditResult::Failed(d) => AuditResult::Failed(cut(d, AUDIT_DETAIL_MAX)),
-            other => other.clone(),
-        };
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO audit (at, actor, app, action, target, result, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(now)
-        .bind(e.actor.as_str())
-        .bind(e.app.as_ref().map(|a| a.as_str()))
-        .bind(&action)
-        .bind(target.as_deref())
-        .bind(result.as_str())
-        .bind(result.detail())
-        .fetch_one(&self.write)
-        .await?;
-        Ok(AuditRecord {
-            seq,
-            at: now,
-            actor: e.actor.to_string(),
-            app: e.app.clone(),
-            action,
-            target,
-            result,
-        })
+        result
     }
 
     /// One page of the audit log, newest first, in one query. Only the filters that are set

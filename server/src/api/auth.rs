@@ -53,31 +53,25 @@ async fn login(
     ApiJson(body): ApiJson<Login>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let auth: &Auth = &state.auth;
-    let ok = auth
-        .login(&body.user, &body.password, client.map(|c| c.0 .0))
-        .await?;
-    // The CLI keeps a token, not a session: end the session the sign-in made.
-    auth.logout(&ok.session_token).await?;
+    // The CLI keeps a token, not a session.
     let name = body.token_name.unwrap_or_else(|| "cli".into());
-    let (token, plain) = auth
-        .create_token(&ok.principal.user, &name, ok.principal.role, None)
+    let (principal, token, plain) = auth
+        .login_for_token(&body.user, &body.password, client.map(|c| c.0 .0), &name)
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "token": plain,
             "id": token.id,
-            "user": ok.principal.user,
-            "role": ok.principal.role,
+            "user": principal.user,
+            "role": principal.role,
         })),
     ))
 }
 
 /// Revokes the token the request was made with (a session is left alone).
 async fn logout(State(state): State<AppState>, who: Who) -> ApiResult<Json<Value>> {
-    if let engine::Via::Token(id) = &who.0.via {
-        state.auth.revoke_token(id, &who.0).await?;
-    }
+    state.auth.logout_token(&who.0).await?;
     Ok(Json(json!({ "user": who.0.user, "signed_out": true })))
 }
 
@@ -168,11 +162,15 @@ struct CreateUser {
 
 async fn create_user(
     State(state): State<AppState>,
+    who: Who,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = Username::parse(&body.name)?;
     let role = Role::parse(&body.role)?;
-    let user = state.auth.create_user(&name, &body.password, role).await?;
+    let user = state
+        .auth
+        .create_user(&name, &body.password, role, &who.actor())
+        .await?;
     Ok((StatusCode::CREATED, Json(to_json(&user)?)))
 }
 
@@ -185,21 +183,23 @@ struct UpdateUser {
 
 async fn update_user(
     State(state): State<AppState>,
+    who: Who,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<Value>> {
     let name = Username::parse(&name)?;
     let auth = &state.auth;
+    let by = who.actor();
     if let Some(role) = body.role.as_deref() {
-        auth.set_role(&name, Role::parse(role)?).await?;
+        auth.set_role(&name, Role::parse(role)?, &by).await?;
     }
     match body.disabled {
-        Some(true) => auth.disable_user(&name).await?,
-        Some(false) => auth.enable_user(&name).await?,
+        Some(true) => auth.disable_user(&name, &by).await?,
+        Some(false) => auth.enable_user(&name, &by).await?,
         None => {}
     }
     if let Some(password) = body.password.as_deref() {
-        auth.set_password(&name, password).await?;
+        auth.set_password(&name, password, &by).await?;
     }
     Ok(Json(to_json(&auth.user(&name).await?)?))
 }

@@ -27,14 +27,19 @@ struct ShowQuery {
 }
 
 async fn show(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> ApiResult<Json<Value>> {
     let app = app_name(&app)?;
-    let release = match q.release.as_deref().map(ReleaseId::parse).transpose()? {
-        Some(id) => Some(engine.release(&app, &id).await?),
-        None => engine.newest_release(&app).await?,
+    let id = q.release.as_deref().map(ReleaseId::parse).transpose()?;
+    // A reveal is the engine's (audited) use case; the entry is written before the values
+    // are returned.
+    let release = match (q.reveal, id) {
+        (true, id) => engine.reveal_env(&app, id.as_ref(), &who.actor()).await?,
+        (false, Some(id)) => Some(engine.release(&app, &id).await?),
+        (false, None) => engine.newest_release(&app).await?,
     };
     let Some(release) = release else {
         // An app without releases has an empty environment.

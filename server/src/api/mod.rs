@@ -66,8 +66,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Who {
 }
 
 /// One route of the API: a method and a path (relative to [`PREFIX`], axum syntax), and what
-/// calling it needs. GET routes need a viewer, POST routes a deployer, unless said otherwise;
-/// POST routes are recorded in the audit log under `audit` (or their method and path).
+/// calling it needs. GET routes need a viewer, POST routes a deployer, unless said otherwise.
+/// `audit` (or the method and path) names a POST route's refusals by the access check in the
+/// audit log; what the handler does is recorded by the engine under the same name.
 pub struct ApiRoute {
     pub method: Method,
     pub path: &'static str,

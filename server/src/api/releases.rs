@@ -79,13 +79,26 @@ struct ShowQuery {
 }
 
 async fn show(
+    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath((app, id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> ApiResult<Json<Value>> {
     let app = app_name(&app)?;
-    let release = engine.release(&app, &ReleaseId::parse(&id)?).await?;
-    Ok(Json(release_json(&release, q.reveal)?))
+    let id = ReleaseId::parse(&id)?;
+    if q.reveal {
+        // The engine's (audited) reveal: the entry is written before the values are returned.
+        let release = engine
+            .reveal_env(&app, Some(&id), &who.actor())
+            .await?
+            .ok_or_else(|| engine::Error::NotFound {
+                what: "release",
+                id: id.to_string(),
+            })?;
+        return Ok(Json(release_json(&release, true)?));
+    }
+    let release = engine.release(&app, &id).await?;
+    Ok(Json(release_json(&release, false)?))
 }
 
 #[derive(Deserialize)]
