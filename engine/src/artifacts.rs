@@ -511,6 +511,15 @@ mod tests {
     use super::*;
     use flate2::read::GzDecoder;
 
+    /// Artifacts over `data` with the default limits and the server's sandbox.
+    async fn artifacts_in(data: &Path) -> Artifacts {
+        Artifacts::new(
+            data,
+            ArchiveLimits::default(),
+            crate::testing::sandbox(data).await,
+        )
+    }
+
     fn app(name: &str) -> Tenant {
         Tenant {
             app: AppName::parse(name).unwrap(),
@@ -557,11 +566,7 @@ mod tests {
             "slipway.yml",
             "build: echo built > out.txt\nservices:\n  web:\n    command: x\n",
         );
-        let artifacts = Artifacts::new(
-            data.path(),
-            ArchiveLimits::default(),
-            crate::testing::sandbox(data.path()).await,
-        );
+        let artifacts = artifacts_in(data.path()).await;
         let a = artifacts
             .store(&app("a"), BuildSource::Directory(src.path().into()))
             .await
@@ -587,11 +592,7 @@ mod tests {
     #[tokio::test]
     async fn bad_sources_are_clear_errors() {
         let data = tempfile::tempdir().unwrap();
-        let artifacts = Artifacts::new(
-            data.path(),
-            ArchiveLimits::default(),
-            crate::testing::sandbox(data.path()).await,
-        );
+        let artifacts = artifacts_in(data.path()).await;
         let err = artifacts
             .store(&app("a"), BuildSource::Archive(b"not gzip".to_vec()))
             .await
@@ -629,11 +630,7 @@ mod tests {
             "slipway.yml",
             "build: echo built > out.txt\nservices:\n  web:\n    command: x\n",
         );
-        let artifacts = Artifacts::new(
-            data.path(),
-            ArchiveLimits::default(),
-            crate::testing::sandbox(data.path()).await,
-        );
+        let artifacts = artifacts_in(data.path()).await;
         let a = artifacts
             .store(&app("one"), BuildSource::Directory(src.path().into()))
             .await

@@ -39,6 +39,7 @@ mod limiter;
 mod password;
 mod types;
 
+pub use limiter::addr_net;
 pub use password::{PasswordParams, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 pub use types::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, LoginOk, Principal, Role, TokenId,

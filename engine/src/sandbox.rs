@@ -181,7 +181,10 @@ impl Sandbox {
             .stderr(std::process::Stdio::null())
             .status()
             .await
-            .map_err(|e| Error::Internal(format!("starting a confined process failed: {e}")))?;
+            .map_err(|e| Error::Internal(format!("starting a confined process failed: {e}")));
+        // Nothing of the probe stays behind (best effort: it is empty).
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = status?;
         if status.success() {
             Ok(())
         } else {

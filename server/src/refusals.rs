@@ -40,21 +40,6 @@ struct State {
     left_out: u64,
 }
 
-/// The address a client is counted by: IPv4 as is, IPv6 by its /64 network.
-fn client_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
-}
-
 impl AnonymousRefusals {
     /// Whether to write a row for an anonymous refusal of `action` from `client` at `now`:
     /// `Some(n)` with the number of refusals left out since the last row written, or `None`
@@ -71,7 +56,7 @@ impl AnonymousRefusals {
             state.started = Some(now);
             state.written.clear();
         }
-        let key = (client.map(client_key), action.to_owned());
+        let key = (client.map(engine::auth::addr_net), action.to_owned());
         if state.written.len() >= MAX_ROWS_PER_WINDOW || state.written.contains(&key) {
             state.left_out += 1;
             return None;

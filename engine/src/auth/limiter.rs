@@ -33,7 +33,7 @@ enum Key {
 
 /// A client address as counted: IPv4 as is, IPv6 by its /64 network (one host usually has a
 /// whole /64 to pick addresses from), IPv4-mapped IPv6 as the IPv4 address.
-fn addr_net(addr: IpAddr) -> IpAddr {
+pub fn addr_net(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
