@@ -80,6 +80,17 @@ impl Isolation {
     }
 }
 
+impl Isolation {
+    /// A few words for a panel: what the mode means for deployed code.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Isolation::AppUsers { .. } => "each app runs as its own user",
+            Isolation::Landlock { .. } => "the data dir is hidden from apps",
+            Isolation::EnvironmentOnly => "apps can read the data dir",
+        }
+    }
+}
+
 impl fmt::Display for Isolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -31,9 +31,10 @@ pub struct ServerInfo {
     pub uptime_secs: u64,
     /// Where the apps' router listens (`http://APP.localhost:PORT`).
     pub router_port: u16,
-    /// How builds and apps are confined (`app-users`, `landlock`, `environment-only`) and
-    /// what that means.
+    /// How builds and apps are confined (`app-users`, `landlock`, `environment-only`), in a
+    /// few words, and in full.
     pub isolation: String,
+    pub isolation_summary: String,
     pub isolation_detail: String,
 }
 
@@ -54,6 +55,7 @@ pub mod ssr {
     ) -> ServerInfo {
         ServerInfo {
             isolation: isolation.name().to_owned(),
+            isolation_summary: isolation.summary().to_owned(),
             isolation_detail: isolation.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: httpdate::fmt_http_date(started_at),
@@ -299,7 +301,7 @@ fn ServerInfoList(info: ServerInfo) -> impl IntoView {
                 <dt>"Isolation"</dt>
                 <dd data-testid="server-isolation" title=isolation_title>
                     <code>{info.isolation}</code>
-                    <span class="muted small">" — " {info.isolation_detail}</span>
+                    <div class="muted small">{info.isolation_summary}</div>
                 </dd>
             </div>
         </dl>
