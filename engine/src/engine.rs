@@ -1069,6 +1069,29 @@ impl Engine {
         ))
     }
 
+    /// Masks `app`'s environment values in the failed output of `promotions` (each ran with
+    /// its own release's values), for someone who may not see them. Reads nothing when none
+    /// has output.
+    pub async fn redact_promotions(
+        &self,
+        app: &AppName,
+        promotions: &mut [Promotion],
+    ) -> Result<()> {
+        let releases: Vec<ReleaseId> = promotions
+            .iter()
+            .filter(|p| p.failed_output.is_some())
+            .map(|p| p.release.clone())
+            .collect();
+        if releases.is_empty() {
+            return Ok(());
+        }
+        let redactor = self.output_redactor(app, &releases).await?;
+        promotions
+            .iter_mut()
+            .for_each(|p| redactor.redact_promotion(p));
+        Ok(())
+    }
+
     /// Stops every rollout (rolling it back) and every process, and the router. The active
     /// releases come back up at the next start.
     pub async fn shutdown(&self) {

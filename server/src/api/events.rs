@@ -53,17 +53,12 @@ async fn stream(
 /// values not be readable, the output is left out rather than shown.
 async fn mask_output(engine: &engine::Engine, mut event: EngineEvent) -> EngineEvent {
     if let EngineEvent::PromotionFinished { app, promotion } = &mut event {
-        if promotion.failed_output.is_some() {
-            match engine
-                .output_redactor(app, std::slice::from_ref(&promotion.release))
-                .await
-            {
-                Ok(redactor) => redactor.redact_promotion(promotion),
-                Err(e) => {
-                    tracing::warn!(%app, "cannot read the values to mask: {e}");
-                    promotion.failed_output = None;
-                }
-            }
+        let masked = engine
+            .redact_promotions(app, std::slice::from_mut(promotion))
+            .await;
+        if let Err(e) = masked {
+            tracing::warn!(%app, "cannot read the values to mask: {e}");
+            promotion.failed_output = None;
         }
     }
     event

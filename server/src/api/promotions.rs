@@ -24,10 +24,10 @@ async fn show(
     let mut detail = engine.promotion(&PromotionId::parse(&id)?).await?;
     if !who.sees_values() {
         let p = &mut detail.promotion;
-        let redactor = engine
-            .output_redactor(&p.app, std::slice::from_ref(&p.release))
+        let app = p.app.clone();
+        engine
+            .redact_promotions(&app, std::slice::from_mut(p))
             .await?;
-        redactor.redact_promotion(p);
     }
     Ok(Json(to_json(&detail)?))
 }
@@ -50,11 +50,7 @@ async fn list(
         .list_promotions(&app, release.as_ref(), q.limit.unwrap_or(50))
         .await?;
     if !who.sees_values() {
-        let releases: Vec<ReleaseId> = promotions.iter().map(|p| p.release.clone()).collect();
-        let redactor = engine.output_redactor(&app, &releases).await?;
-        promotions
-            .iter_mut()
-            .for_each(|p| redactor.redact_promotion(p));
+        engine.redact_promotions(&app, &mut promotions).await?;
     }
     Ok(Json(json!({ "promotions": to_json(&promotions)? })))
 }
