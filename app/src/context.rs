@@ -46,12 +46,19 @@ pub fn console_context() -> Result<ConsoleContext, crate::AppError> {
 /// The [`ConsoleContext`] of the current request, for a signed-in caller with at least `role`
 /// (401 when nobody is signed in, 403 when the role is too low).
 pub fn console_context_for(role: engine::Role) -> Result<ConsoleContext, crate::AppError> {
+    signed_in_as(role)?;
+    console_context_anonymous()
+}
+
+/// The signed-in caller, who must have at least `role` (401 when nobody is signed in, 403
+/// when the role is too low).
+pub fn signed_in_as(role: engine::Role) -> Result<engine::Principal, crate::AppError> {
     let caller = caller()
         .ok_or_else(|| crate::AppError::Unauthorized("sign in first".into()).with_status())?;
     caller
         .require(role)
         .map_err(|e| crate::AppError::from(e).with_status())?;
-    console_context_anonymous()
+    Ok(caller)
 }
 
 /// The [`ConsoleContext`] without asking who is calling: only for signing in.

@@ -35,10 +35,7 @@ pub mod ssr {
     /// The signed-in caller, who must be an admin (the server checks the rule of the server
     /// function too; pages rendered on the server call it directly).
     pub fn admin() -> Result<Principal, AppError> {
-        let caller = crate::context::caller()
-            .ok_or_else(|| AppError::Unauthorized("sign in first".into()).with_status())?;
-        caller.require(Role::Admin)?;
-        Ok(caller)
+        crate::context::signed_in_as(Role::Admin)
     }
 
     pub async fn users(auth: &Auth, me: &Principal) -> Result<Vec<UserRow>, engine::Error> {
