@@ -437,16 +437,7 @@ async fn the_audit_log_records_who_did_what_and_who_was_refused() {
 #[tokio::test]
 async fn a_viewer_sees_no_promote_button_and_a_forged_promote_is_refused() {
     let app = TestApp::spawn().await;
-    let res = app
-        .client
-        .post(app.url("/api/deploy_example"))
-        .header(header::ACCEPT, "application/json")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .expect("deploy");
-    assert_eq!(res.status(), 200);
+    app.deploy_example().await;
     let (status, body) = post_json(
         &app.client,
         &app.url("/api/v1/apps/hello/env"),

@@ -309,16 +309,7 @@ async fn a_viewer_sees_the_apps_own_values_masked_in_its_output() {
     const RUNNING: &str = "s3cr3t-of-the-running-release";
     const FAILED: &str = "s3cr3t-of-the-failed-release";
     let app = TestApp::spawn().await;
-    let res = app
-        .client
-        .post(app.url("/api/deploy_example"))
-        .header(header::ACCEPT, "application/json")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .expect("deploy");
-    assert_eq!(res.status(), 200);
+    app.deploy_example().await;
     wait_until_settled(&app).await;
     let viewer = app.user("vera", "viewer").await;
     let deployer = app.user("dave", "deployer").await;

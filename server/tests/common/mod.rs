@@ -103,6 +103,24 @@ impl TestApp {
         self.client_for(name, &password).await
     }
 
+    /// "Deploy the example app" as the admin, like the Console's button (a server function);
+    /// the rollout goes on in the background.
+    pub async fn deploy_example(&self) {
+        let res = self
+            .client
+            .post(self.url("/api/deploy_example"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body("")
+            .send()
+            .await
+            .expect("deploy");
+        assert_eq!(res.status(), 200);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
