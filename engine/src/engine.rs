@@ -6,23 +6,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::artifacts::{git_description, ArchiveLimits, Artifacts, BuildSource, Upload};
 use crate::auth::{actions, AuditEntry};
+use crate::coordinator::{self, Command};
 use crate::env::{EnvChange, EnvEdit, Environment};
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
-use crate::rollout::{self, ActiveSet};
 use crate::router::{self, RouterConfig, RoutingTable};
 use crate::runtime::local::LocalRuntime;
+use crate::runtime::processes::ProcessSets;
 use crate::runtime::Runtime;
 use crate::sandbox::{Isolation, IsolationChoice, Sandbox};
 use crate::store::{NewBuild, ReleaseParts, Store};
+use crate::traffic::Traffic;
 
 /// How long a rollout may take unless the promote says otherwise (Kubernetes'
 /// `progressDeadlineSeconds`, Nomad's `progress_deadline`).
@@ -87,32 +89,24 @@ pub struct PromoteOptions {
     pub deadline: Option<Duration>,
 }
 
-pub(crate) struct RolloutHandle {
-    pub promotion: PromotionId,
-    pub cancel: CancellationToken,
-    pub cancelled_by: Mutex<Option<String>>,
-    pub done: watch::Receiver<bool>,
-}
-
-#[derive(Default)]
-pub(crate) struct AppRuntime {
-    pub active: Option<ActiveSet>,
-    pub rollout: Option<Arc<RolloutHandle>>,
-}
-
 pub(crate) struct Inner {
     pub store: Store,
     pub artifacts: Artifacts,
     pub sandbox: Arc<Sandbox>,
     pub runtime: Arc<dyn Runtime>,
-    pub routes: Arc<RoutingTable>,
+    /// Where the apps' traffic goes: the router's table.
+    pub traffic: Arc<dyn Traffic>,
     pub events: broadcast::Sender<EngineEvent>,
     pub config: EngineConfig,
-    pub apps: Mutex<HashMap<AppName, AppRuntime>>,
+    /// Each app's coordinator, the only owner of its processes and routes.
+    coordinators: Mutex<HashMap<AppName, coordinator::Handle>>,
+    /// Set when the server begins to stop: no new rollouts.
+    stopping: std::sync::atomic::AtomicBool,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
-    restored: watch::Sender<bool>,
     router_addr: SocketAddr,
+    /// Held while the engine runs: no second server uses the data dir.
+    lock: Mutex<Option<std::fs::File>>,
     /// Counts every change of state that readers may have cached (see `Engine::change_seq`).
     changes: std::sync::atomic::AtomicU64,
 }
@@ -131,12 +125,15 @@ impl Inner {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    pub fn with_app<R>(&self, app: &AppName, f: impl FnOnce(&mut AppRuntime) -> R) -> R {
-        let mut apps = match self.apps.lock() {
+    /// The coordinator of `app`, started if it has none yet.
+    pub(crate) fn coordinator(self: &Arc<Self>, app: &AppName) -> coordinator::Handle {
+        let mut all = match self.coordinators.lock() {
             Ok(a) => a,
             Err(p) => p.into_inner(),
         };
-        f(apps.entry(app.clone()).or_default())
+        all.entry(app.clone())
+            .or_insert_with(|| coordinator::spawn(self, app.clone()))
+            .clone()
     }
 }
 
@@ -188,85 +185,104 @@ impl Engine {
     /// promotions), starts the router on `router_listener` and the runtime with the local
     /// (OS process) runtime, and brings every app's active release back up.
     pub async fn start(config: EngineConfig, router_listener: TcpListener) -> Result<Engine> {
-        let sandbox = Self::sandbox(&config).await?;
-        let runtime = Arc::new(LocalRuntime::new(sandbox.clone()));
-        Self::start_inner(config, router_listener, runtime, sandbox).await
+        Self::start_inner(config, router_listener, |store, sandbox| {
+            Arc::new(ProcessSets::new(LocalRuntime::new(sandbox), store.clone()))
+        })
+        .await
     }
 
+    /// Starts the engine on another runtime (a cluster's, or [`crate::testing::FakeRuntime`]).
     pub async fn start_with_runtime(
         config: EngineConfig,
         router_listener: TcpListener,
         runtime: Arc<dyn Runtime>,
     ) -> Result<Engine> {
-        let sandbox = Self::sandbox(&config).await?;
-        Self::start_inner(config, router_listener, runtime, sandbox).await
+        Self::start_inner(config, router_listener, |_, _| runtime).await
     }
 
-    /// Creates the data dir, private to the server (0700), and works out the sandbox.
-    async fn sandbox(config: &EngineConfig) -> Result<Arc<Sandbox>> {
+    /// Creates the data dir, private to the server (0700), locks it (a second server on the
+    /// same dir would stop this one's apps), and works out the sandbox.
+    async fn prepare_data_dir(config: &EngineConfig) -> Result<(Arc<Sandbox>, std::fs::File)> {
         use std::os::unix::fs::PermissionsExt;
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(Error::io(format!("making {} private", dir.display())))?;
+        let lock = crate::lock::lock_data_dir(dir)?;
         let sandbox = Sandbox::new(dir, config.isolation, config.app_uid_base).await?;
         tracing::info!(
             isolation = sandbox.isolation().name(),
             "builds and apps run confined: {}",
             sandbox.isolation()
         );
-        Ok(Arc::new(sandbox))
+        Ok((Arc::new(sandbox), lock))
     }
 
     async fn start_inner(
         config: EngineConfig,
         router_listener: TcpListener,
-        runtime: Arc<dyn Runtime>,
-        sandbox: Arc<Sandbox>,
+        runtime: impl FnOnce(&Store, Arc<Sandbox>) -> Arc<dyn Runtime>,
     ) -> Result<Engine> {
+        let (sandbox, lock) = Self::prepare_data_dir(&config).await?;
         let store = Store::open(&config.database_url).await?;
+        let runtime = runtime(&store, sandbox.clone());
         let router_addr = router_listener
             .local_addr()
             .map_err(Error::io("reading the router's address"))?;
         let (events, _) = broadcast::channel(1024);
-        let (restored, _) = watch::channel(false);
+        let routes = RoutingTable::new();
         let inner = Arc::new(Inner {
             artifacts: Artifacts::new(&config.data_dir, config.archive_limits, sandbox.clone())
                 .with_build_timeout(config.build_timeout),
             sandbox,
             store,
             runtime,
-            routes: RoutingTable::new(),
+            traffic: routes.clone(),
             events,
             config,
-            apps: Mutex::new(HashMap::new()),
+            coordinators: Mutex::new(HashMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            restored,
             router_addr,
+            lock: Mutex::new(Some(lock)),
             changes: std::sync::atomic::AtomicU64::new(0),
         });
-        rollout::kill_orphans(&inner).await?;
+        // What a previous run left running: adopted where the runtime can, else stopped.
+        let mut adopted = inner.runtime.recover().await?;
         let interrupted = inner
             .store
-            .fail_running_promotions(
-                "interrupted: the server stopped during the rollout; the release that was active before it is served again",
-            )
+            .fail_running_promotions(crate::step::INTERRUPTED)
             .await?;
         for id in interrupted {
             tracing::warn!(promotion = %id, "marked an interrupted promotion as failed");
         }
         inner.tasks.spawn(router::serve(
             router_listener,
-            inner.routes.clone(),
+            routes,
             inner.config.router,
             inner.shutdown.clone(),
         ));
-        let restore = inner.clone();
-        inner.tasks.spawn(async move {
-            rollout::restore_active(&restore).await;
-            let _ = restore.restored.send(true);
-        });
+        // Every app with an active release gets its coordinator, which brings it back up.
+        let active = inner.store.active_releases().await?;
+        {
+            let mut all = match inner.coordinators.lock() {
+                Ok(a) => a,
+                Err(p) => p.into_inner(),
+            };
+            for (app, release) in active {
+                let found = adopted
+                    .iter()
+                    .position(|s| s.release() == &release)
+                    .map(|i| adopted.swap_remove(i));
+                let handle = coordinator::spawn_with(&inner, app.clone(), Some(release), found);
+                all.insert(app, handle);
+            }
+        }
+        for set in adopted {
+            tracing::info!(set = %set.id(), "retiring a set left by a previous run");
+            set.retire(inner.config.stop_grace).await;
+        }
         Ok(Engine { inner })
     }
 
@@ -287,8 +303,16 @@ impl Engine {
     /// Waits until the active releases found at start-up have been brought back up (or have
     /// failed to come up).
     pub async fn wait_restored(&self) {
-        let mut rx = self.inner.restored.subscribe();
-        let _ = rx.wait_for(|done| *done).await;
+        for handle in self.coordinators() {
+            handle.wait_restored().await;
+        }
+    }
+
+    fn coordinators(&self) -> Vec<coordinator::Handle> {
+        match self.inner.coordinators.lock() {
+            Ok(a) => a.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        }
     }
 
     /// Live events: promotion steps, finished promotions, new releases, process crashes.
@@ -522,12 +546,12 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<(Release, Promotion)> {
-        let deadline = self.check_promote(options)?;
+        let deadline = self.check_promote(app, options).await?;
         let (release, promotion) = self
             .change_env_inner(app, change, base, description, Some(deadline), actor)
             .await?;
         let promotion = promotion.ok_or_else(|| Error::Internal("no promotion recorded".into()))?;
-        rollout::spawn(&self.inner, promotion.clone(), release.clone(), deadline);
+        self.roll_out(promotion.clone(), release.clone(), deadline)?;
         Ok((release, promotion))
     }
 
@@ -763,7 +787,7 @@ impl Engine {
         actor: &Actor,
         audit: &AuditEntry,
     ) -> Result<Promotion> {
-        let deadline = self.check_promote(options)?;
+        let deadline = self.check_promote(app, options).await?;
         let release = self.inner.store.release(app, release).await?;
         if release.build.is_none() {
             return Err(no_build_error(Some(&release.id)));
@@ -773,12 +797,14 @@ impl Engine {
             .store
             .start_promotion(app, &release.id, actor, deadline, audit)
             .await?;
-        rollout::spawn(&self.inner, promotion.clone(), release, deadline);
+        self.roll_out(promotion.clone(), release, deadline)?;
         Ok(promotion)
     }
 
-    /// The rollout deadline `options` ask for, if a promote may start now.
-    fn check_promote(&self, options: &PromoteOptions) -> Result<Duration> {
+    /// The rollout deadline `options` ask for, if a promote of `app` may start now: the
+    /// server is not stopping, and the end of the app's last rollout is recorded (if the
+    /// store would not take it before, it is tried again now).
+    async fn check_promote(&self, app: &AppName, options: &PromoteOptions) -> Result<Duration> {
         let deadline = options
             .deadline
             .unwrap_or(self.inner.config.default_deadline);
@@ -791,10 +817,32 @@ impl Engine {
                 ),
             ));
         }
-        if self.inner.shutdown.is_cancelled() {
+        if self.stopping() {
             return Err(Error::Conflict("the server is shutting down".into()));
         }
+        self.inner.store.app(app).await?;
+        self.inner
+            .coordinator(app)
+            .ask(|reply| Command::Settle { reply })
+            .await??;
         Ok(deadline)
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Hands a recorded promotion to the app's coordinator.
+    fn roll_out(&self, promotion: Promotion, release: Release, deadline: Duration) -> Result<()> {
+        self.inner
+            .coordinator(&promotion.app.clone())
+            .send(Command::Promote {
+                promotion,
+                release,
+                deadline,
+            })
     }
 
     /// Creates a release from `spec.from` (or the newest release) with the given build and/or
@@ -887,7 +935,7 @@ impl Engine {
         options: &PromoteOptions,
         actor: &Actor,
     ) -> Result<(Release, Promotion)> {
-        let deadline = self.check_promote(options)?;
+        let deadline = self.check_promote(app, options).await?;
         let old = self.inner.store.release(app, target).await?;
         if old.build.is_none() {
             return Err(no_build_error(Some(&old.id)));
@@ -912,13 +960,16 @@ impl Engine {
             release: release.id.clone(),
         });
         let promotion = promotion.ok_or_else(|| Error::Internal("no promotion recorded".into()))?;
-        rollout::spawn(&self.inner, promotion.clone(), release.clone(), deadline);
+        self.roll_out(promotion.clone(), release.clone(), deadline)?;
         Ok((release, promotion))
     }
 
-    fn running_promotion(&self, app: &AppName) -> Option<PromotionId> {
+    /// The app's rollout in progress, as its coordinator knows it.
+    async fn running_promotion(&self, app: &AppName) -> Result<Option<PromotionId>> {
         self.inner
-            .with_app(app, |rt| rt.rollout.as_ref().map(|r| r.promotion.clone()))
+            .coordinator(app)
+            .ask(|reply| Command::Running { reply })
+            .await
     }
 
     /// Cancels the app's running rollout: the new processes are stopped and the active release
@@ -938,8 +989,10 @@ impl Engine {
         audit: &AuditEntry,
     ) -> Result<Promotion> {
         self.inner.store.app(app).await?;
-        let handle = self.inner.with_app(app, |rt| rt.rollout.clone());
-        let Some(handle) = handle else {
+        let coordinator = self.inner.coordinator(app);
+        let Some(promotion) = self.running_promotion(app).await? else {
+            // A rollout that ended but could not be recorded says so here.
+            coordinator.ask(|reply| Command::Settle { reply }).await??;
             return Err(Error::Conflict(format!(
                 "no rollout is in progress for app {app}"
             )));
@@ -947,18 +1000,22 @@ impl Engine {
         self.inner
             .store
             .insert_audit(
-                &audit.clone().target(handle.promotion.as_str()),
+                &audit.clone().target(promotion.as_str()),
                 crate::model::now_ms(),
             )
             .await?;
-        if let Ok(mut by) = handle.cancelled_by.lock() {
-            by.get_or_insert_with(|| actor.to_string());
+        let done = coordinator
+            .ask(|reply| Command::Cancel {
+                promotion: promotion.clone(),
+                by: actor.to_string(),
+                reply,
+            })
+            .await?;
+        if let Some(mut done) = done {
+            let bound = self.inner.config.stop_grace + Duration::from_secs(30);
+            let _ = tokio::time::timeout(bound, done.wait_for(|d| *d)).await;
         }
-        handle.cancel.cancel();
-        let mut done = handle.done.clone();
-        let bound = self.inner.config.stop_grace + Duration::from_secs(30);
-        let _ = tokio::time::timeout(bound, done.wait_for(|d| *d)).await;
-        self.inner.store.promotion(&handle.promotion).await
+        self.inner.store.promotion(&promotion).await
     }
 
     pub async fn promotion(&self, id: &PromotionId) -> Result<PromotionDetail> {
@@ -1026,9 +1083,8 @@ impl Engine {
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         // After a lag the event may be gone: look at the store.
                         if let Ok(p) = self.inner.store.promotion(id).await {
-                            if p.state.is_finished()
-                                && self.running_promotion(&p.app).as_ref() != Some(id)
-                            {
+                            let running = self.running_promotion(&p.app).await.ok().flatten();
+                            if p.state.is_finished() && running.as_ref() != Some(id) {
                                 return;
                             }
                         }
@@ -1042,13 +1098,12 @@ impl Engine {
     }
 
     /// Output of the running processes of the app's active release, by process name.
-    pub fn process_output(&self, app: &AppName, lines: usize) -> Vec<(String, String)> {
-        self.inner.with_app(app, |rt| {
-            rt.active
-                .as_ref()
-                .map(|a| a.output(lines))
-                .unwrap_or_default()
-        })
+    pub async fn process_output(&self, app: &AppName, lines: usize) -> Vec<(String, String)> {
+        self.inner
+            .coordinator(app)
+            .ask(|reply| Command::Output { lines, reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// What to mask in output of `app` (see [`crate::redact`]) shown to someone who may not
@@ -1095,38 +1150,21 @@ impl Engine {
     /// Stops every rollout (rolling it back) and every process, and the router. The active
     /// releases come back up at the next start.
     pub async fn shutdown(&self) {
-        let handles: Vec<Arc<RolloutHandle>> = {
-            let apps = match self.inner.apps.lock() {
-                Ok(a) => a,
-                Err(p) => p.into_inner(),
-            };
-            apps.values().filter_map(|rt| rt.rollout.clone()).collect()
-        };
-        for h in &handles {
-            if let Ok(mut by) = h.cancelled_by.lock() {
-                by.get_or_insert_with(|| "the server shutting down".into());
-            }
-            h.cancel.cancel();
-        }
-        for h in &handles {
-            let mut done = h.done.clone();
-            let _ = tokio::time::timeout(Duration::from_secs(60), done.wait_for(|d| *d)).await;
-        }
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let waits = self.coordinators().into_iter().map(|c| async move {
+            let _ = c.ask(|reply| Command::Shutdown { reply }).await;
+        });
+        let _ =
+            tokio::time::timeout(Duration::from_secs(90), futures::future::join_all(waits)).await;
         self.inner.shutdown.cancel();
-        let sets: Vec<ActiveSet> = {
-            let mut apps = match self.inner.apps.lock() {
-                Ok(a) => a,
-                Err(p) => p.into_inner(),
-            };
-            apps.values_mut()
-                .filter_map(|rt| rt.active.take())
-                .collect()
-        };
-        for set in sets {
-            rollout::stop_set(&self.inner, set, "the server shut down").await;
-        }
         self.inner.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.inner.tasks.wait()).await;
         self.inner.store.close().await;
+        // The data dir is free for the next server.
+        if let Ok(mut lock) = self.inner.lock.lock() {
+            lock.take();
+        }
     }
 }

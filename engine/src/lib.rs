@@ -9,22 +9,25 @@ mod newtype;
 
 pub mod artifacts;
 pub mod auth;
+mod coordinator;
 mod engine;
 pub mod env;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod lock;
 pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod redact;
-mod rollout;
 pub mod router;
 pub mod runtime;
 pub mod sandbox;
+pub mod step;
 pub mod store;
 pub mod testing;
 pub mod time;
+pub mod traffic;
 
 pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{
@@ -41,3 +44,4 @@ pub use manifest::Manifest;
 pub use model::*;
 pub use names::{Actor, AppName, ServiceName};
 pub use redact::Redactor;
+pub use step::{ProcessEvent, Step};

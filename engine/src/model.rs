@@ -200,7 +200,10 @@ pub struct PromotionEvent {
     pub promotion: PromotionId,
     pub seq: i64,
     pub at: Millis,
+    /// The step in words (its `Display`), as people read it.
     pub message: String,
+    /// The step as data.
+    pub step: crate::step::Step,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +223,12 @@ pub enum EngineEvent {
     /// A release was created.
     ReleaseCreated { app: AppName, release: ReleaseId },
     /// Something happened to the running processes outside a rollout (a crash, a restart).
-    Process { app: AppName, message: String },
+    Process {
+        app: AppName,
+        /// The event in words.
+        message: String,
+        event: crate::step::ProcessEvent,
+    },
 }
 
 impl EngineEvent {

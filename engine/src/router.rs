@@ -107,10 +107,48 @@ struct Pool {
     next: AtomicUsize,
 }
 
-/// Routes of every app: app → service → backends.
+impl Pool {
+    fn new(backends: Vec<Arc<Backend>>) -> Pool {
+        Pool {
+            backends,
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The routes of one set of processes (one start of one release) and its share of traffic.
+struct SetRoutes {
+    set: String,
+    weight: u32,
+    services: HashMap<String, Pool>,
+}
+
+/// An app's routes: the sets that get traffic (one, or two during a canary), or none yet
+/// while its active release is being brought back up after a start.
+#[derive(Default)]
+struct AppRoutes {
+    sets: Vec<SetRoutes>,
+    next: AtomicUsize,
+}
+
+impl AppRoutes {
+    fn backends(&self) -> Vec<Arc<Backend>> {
+        self.sets
+            .iter()
+            .flat_map(|s| s.services.values().flat_map(|p| p.backends.iter().cloned()))
+            .collect()
+    }
+
+    fn set_mut(&mut self, set: &str) -> Option<&mut SetRoutes> {
+        self.sets.iter_mut().find(|s| s.set == set)
+    }
+}
+
+/// Routes of every app: app → sets → service → backends. Backends are kept per set, so
+/// processes of different releases that share a name (`web.1`) never touch each other.
 #[derive(Default)]
 pub struct RoutingTable {
-    apps: RwLock<HashMap<String, HashMap<String, Pool>>>,
+    apps: RwLock<HashMap<String, AppRoutes>>,
 }
 
 impl RoutingTable {
@@ -118,84 +156,186 @@ impl RoutingTable {
         Arc::new(Self::default())
     }
 
-    /// Replaces all of an app's routes at once; returns the backends that no longer get traffic.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, AppRoutes>> {
+        match self.apps.write() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, AppRoutes>> {
+        match self.apps.read() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Sends all of `app`'s traffic to one set with these backends (by service); returns
+    /// the backends that no longer get traffic.
+    pub fn route_to(
+        &self,
+        app: &str,
+        set: &str,
+        services: HashMap<String, Vec<Arc<Backend>>>,
+    ) -> Vec<Arc<Backend>> {
+        let routes = AppRoutes {
+            sets: vec![SetRoutes {
+                set: set.to_owned(),
+                weight: 1,
+                services: services
+                    .into_iter()
+                    .map(|(s, b)| (s, Pool::new(b)))
+                    .collect(),
+            }],
+            next: AtomicUsize::new(0),
+        };
+        let old = self.write().insert(app.to_owned(), routes);
+        old.map(|o| o.backends()).unwrap_or_default()
+    }
+
+    /// Replaces all of an app's routes at once with one set; returns the backends that no
+    /// longer get traffic.
     pub fn set_app(
         &self,
         app: &str,
         services: HashMap<String, Vec<Arc<Backend>>>,
     ) -> Vec<Arc<Backend>> {
-        let new: HashMap<String, Pool> = services
-            .into_iter()
-            .map(|(s, backends)| {
-                (
-                    s,
-                    Pool {
-                        backends,
-                        next: AtomicUsize::new(0),
-                    },
-                )
-            })
-            .collect();
-        let old = match self.apps.write() {
-            Ok(mut apps) => apps.insert(app.to_owned(), new),
-            Err(poisoned) => poisoned.into_inner().insert(app.to_owned(), new),
-        };
-        old.into_iter()
-            .flat_map(|services| services.into_values().flat_map(|p| p.backends))
-            .collect()
+        self.route_to(app, "", services)
     }
 
-    /// Swaps one backend of a service for another (a crashed process restarted).
-    pub fn replace_backend(&self, app: &str, service: &str, old_name: &str, new: Arc<Backend>) {
-        let mut apps = match self.apps.write() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(pool) = apps.get_mut(app).and_then(|s| s.get_mut(service)) {
-            pool.backends.retain(|b| b.name != old_name);
-            pool.backends.push(new);
+    /// Marks `app` as known but not serving yet (its release is being brought back up):
+    /// requests get 503 rather than 404. Keeps routes it already has.
+    pub fn starting(&self, app: &str) {
+        self.write().entry(app.to_owned()).or_default();
+    }
+
+    /// Forgets `app`'s routes; returns the backends that no longer get traffic.
+    pub fn remove_app(&self, app: &str) -> Vec<Arc<Backend>> {
+        self.write()
+            .remove(app)
+            .map(|o| o.backends())
+            .unwrap_or_default()
+    }
+
+    /// Adds a set with its backends next to the app's other sets, with `weight` (for a
+    /// canary). An existing set of that name is replaced.
+    pub fn add_set(
+        &self,
+        app: &str,
+        set: &str,
+        weight: u32,
+        services: HashMap<String, Vec<Arc<Backend>>>,
+    ) {
+        let mut apps = self.write();
+        let routes = apps.entry(app.to_owned()).or_default();
+        routes.sets.retain(|s| s.set != set);
+        routes.sets.push(SetRoutes {
+            set: set.to_owned(),
+            weight,
+            services: services
+                .into_iter()
+                .map(|(s, b)| (s, Pool::new(b)))
+                .collect(),
+        });
+    }
+
+    /// Sets the share of traffic of each of the app's sets (sets not named keep theirs).
+    pub fn set_weights(&self, app: &str, weights: &[(&str, u32)]) {
+        let mut apps = self.write();
+        if let Some(routes) = apps.get_mut(app) {
+            for (set, weight) in weights {
+                if let Some(s) = routes.set_mut(set) {
+                    s.weight = *weight;
+                }
+            }
         }
     }
 
-    /// Removes one backend (it stopped) from a service.
-    pub fn remove_backend(&self, app: &str, service: &str, name: &str) {
-        let mut apps = match self.apps.write() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(pool) = apps.get_mut(app).and_then(|s| s.get_mut(service)) {
+    /// Puts a backend of `set` in its service's pool (replacing one of the same name);
+    /// ignored if the set gets no traffic.
+    pub fn add_backend(&self, app: &str, set: &str, service: &str, backend: Arc<Backend>) {
+        let mut apps = self.write();
+        if let Some(s) = apps.get_mut(app).and_then(|r| r.set_mut(set)) {
+            let pool = s.services.entry(service.to_owned()).or_default();
+            pool.backends.retain(|b| b.name != backend.name);
+            pool.backends.push(backend);
+        }
+    }
+
+    /// Takes a backend of `set` out of its service's pool; ignored if the set gets no traffic.
+    pub fn remove_backend(&self, app: &str, set: &str, service: &str, name: &str) {
+        let mut apps = self.write();
+        if let Some(pool) = apps
+            .get_mut(app)
+            .and_then(|r| r.set_mut(set))
+            .and_then(|s| s.services.get_mut(service))
+        {
             pool.backends.retain(|b| b.name != name);
         }
     }
 
+    /// Every backend of a service, across the app's sets.
     pub fn backends(&self, app: &str, service: &str) -> Vec<Arc<Backend>> {
-        let apps = match self.apps.read() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        apps.get(app)
-            .and_then(|s| s.get(service))
-            .map(|p| p.backends.clone())
+        self.read()
+            .get(app)
+            .map(|r| {
+                r.sets
+                    .iter()
+                    .filter_map(|s| s.services.get(service))
+                    .flat_map(|p| p.backends.iter().cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// Picks a backend round robin, skipping `skip`, and counts the request in flight — under
-    /// the read lock, so a switch (write lock) never misses a request that picked an old one.
+    /// The sets that get traffic for `app`, with their weights.
+    pub fn sets(&self, app: &str) -> Vec<(String, u32)> {
+        self.read()
+            .get(app)
+            .map(|r| r.sets.iter().map(|s| (s.set.clone(), s.weight)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Picks a set by weight among those with a usable backend of `service`, then a backend
+    /// of it round robin, skipping `skip`, and counts the request in flight — under the read
+    /// lock, so a switch (write lock) never misses a request that picked an old one.
     fn pick(&self, app: &str, service: &str, skip: &[SocketAddr]) -> Pick {
-        let apps = match self.apps.read() {
-            Ok(a) => a,
-            Err(p) => p.into_inner(),
-        };
-        let Some(services) = apps.get(app) else {
+        let apps = self.read();
+        let Some(routes) = apps.get(app) else {
             return Pick::NoApp;
         };
-        let Some(pool) = services.get(service) else {
+        if routes.sets.is_empty() {
+            return Pick::Starting;
+        }
+        let usable = |p: &Pool| p.backends.iter().any(|b| !skip.contains(&b.addr));
+        let candidates: Vec<(&SetRoutes, &Pool)> = routes
+            .sets
+            .iter()
+            .filter(|s| s.weight > 0)
+            .filter_map(|s| s.services.get(service).map(|p| (s, p)))
+            .collect();
+        if candidates.is_empty() {
             return Pick::NoService;
-        };
-        let n = pool.backends.len();
+        }
+        let live: Vec<&(&SetRoutes, &Pool)> =
+            candidates.iter().filter(|(_, p)| usable(p)).collect();
+        let total: u64 = live.iter().map(|(s, _)| u64::from(s.weight)).sum();
+        if total == 0 {
+            return Pick::NoBackend;
+        }
+        let mut ticket = routes.next.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        let mut chosen = live[0].1;
+        for (s, p) in &live {
+            if ticket < u64::from(s.weight) {
+                chosen = p;
+                break;
+            }
+            ticket -= u64::from(s.weight);
+        }
+        let n = chosen.backends.len();
         for _ in 0..n {
-            let i = pool.next.fetch_add(1, Ordering::Relaxed) % n;
-            let b = &pool.backends[i];
+            let i = chosen.next.fetch_add(1, Ordering::Relaxed) % n;
+            let b = &chosen.backends[i];
             if !skip.contains(&b.addr) {
                 b.in_flight.fetch_add(1, Ordering::SeqCst);
                 return Pick::Backend(InFlight(b.clone()));
@@ -207,6 +347,7 @@ impl RoutingTable {
 
 enum Pick {
     NoApp,
+    Starting,
     NoService,
     NoBackend,
     Backend(InFlight),
@@ -477,6 +618,15 @@ impl Proxy {
                         StatusCode::NOT_FOUND,
                         format!("app {app} has no running release"),
                     )
+                }
+                Pick::Starting => {
+                    let mut res = text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("app {app} is starting: its release is being brought back up"),
+                    );
+                    res.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return res;
                 }
                 Pick::NoService => {
                     return text(
@@ -758,5 +908,49 @@ mod tests {
         assert!(matches!(t.pick("x", "worker", &[]), Pick::NoService));
         let old = t.set_app("x", HashMap::new());
         assert_eq!(old.len(), 2);
+        t.remove_app("x");
+        t.starting("x");
+        assert!(matches!(t.pick("x", "web", &[]), Pick::Starting));
+    }
+
+    #[test]
+    fn traffic_is_split_by_weight_and_sets_never_touch_each_other() {
+        let t = RoutingTable::new();
+        let old = Backend::new("web.1", "127.0.0.1:1".parse().unwrap());
+        let new = Backend::new("web.1", "127.0.0.1:2".parse().unwrap());
+        t.route_to(
+            "x",
+            "R1-a",
+            HashMap::from([("web".to_string(), vec![old.clone()])]),
+        );
+        t.add_set(
+            "x",
+            "R2-b",
+            1,
+            HashMap::from([("web".to_string(), vec![new.clone()])]),
+        );
+        t.set_weights("x", &[("R1-a", 3)]);
+        let mut to_new = 0;
+        for _ in 0..100 {
+            if let Pick::Backend(g) = t.pick("x", "web", &[]) {
+                if g.0.addr == new.addr {
+                    to_new += 1;
+                }
+            }
+        }
+        assert_eq!(to_new, 25);
+        // The old set's web.1 going away leaves the new set's web.1 alone.
+        t.remove_backend("x", "R1-a", "web", "web.1");
+        assert_eq!(t.backends("x", "web").len(), 1);
+        assert_eq!(t.backends("x", "web")[0].addr, new.addr);
+        // A set that gets no traffic cannot add itself back.
+        t.route_to(
+            "x",
+            "R2-b",
+            HashMap::from([("web".to_string(), vec![new.clone()])]),
+        );
+        t.add_backend("x", "R1-a", "web", old.clone());
+        assert_eq!(t.backends("x", "web").len(), 1);
+        assert_eq!(t.sets("x"), vec![("R2-b".to_string(), 1)]);
     }
 }

@@ -1,7 +1,18 @@
-//! Where processes run. [`Runtime`] is the seam (Kubernetes comes later behind it); the
-//! [`local::LocalRuntime`] runs each process as a real OS process on this machine.
+//! Where releases run. [`Runtime`] is the seam, in terms of release *sets* (every process of
+//! one start of one release), so that a Kubernetes runtime can implement it as well as the
+//! local one: start a set, observe its instances' states as a stream of [`SetEvent`]s,
+//! retire it, recover what a previous run left, read its logs. Pids, process groups, health
+//! probing and restarts with backoff are a runtime's own concern, not the rollout's.
+//!
+//! [`local::LocalRuntime`] runs one process ([`Process`]) as a real OS process on this
+//! machine ([`ProcessRuntime`]); [`processes::ProcessSets`] builds the set-level runtime on
+//! top of any process runtime.
 
 pub mod local;
+pub mod processes;
+mod set;
+
+pub use set::*;
 
 use async_trait::async_trait;
 use std::net::SocketAddr;
@@ -67,8 +78,9 @@ pub trait Process: Send + Sync + std::fmt::Debug {
     fn output_tail(&self, lines: usize) -> String;
 }
 
+/// Starts single processes (the local runtime's building block).
 #[async_trait]
-pub trait Runtime: Send + Sync + 'static {
+pub trait ProcessRuntime: Send + Sync + 'static {
     async fn start(&self, spec: ProcessSpec) -> Result<Arc<dyn Process>>;
 }
 

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::ids::{BuildId, PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
+use crate::step::Step;
 
 mod auth;
 
@@ -591,25 +592,28 @@ impl Store {
     pub(crate) async fn add_event(
         &self,
         promotion: &PromotionId,
-        message: &str,
+        step: &Step,
     ) -> Result<PromotionEvent> {
         let at = now_ms();
+        let message = step.to_string();
         let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO promotion_events (promotion_id, seq, at, message)
-             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM promotion_events WHERE promotion_id = ?), ?, ?)
+            "INSERT INTO promotion_events (promotion_id, seq, at, message, step)
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM promotion_events WHERE promotion_id = ?), ?, ?, ?)
              RETURNING seq",
         )
         .bind(promotion.as_str())
         .bind(promotion.as_str())
         .bind(at)
-        .bind(message)
+        .bind(&message)
+        .bind(step_json(step))
         .fetch_one(&self.write)
         .await?;
         Ok(PromotionEvent {
             promotion: promotion.clone(),
             seq,
             at,
-            message: message.to_owned(),
+            message,
+            step: step.clone(),
         })
     }
 
@@ -665,13 +669,14 @@ impl Store {
         let now = now_ms();
         for id in &ids {
             sqlx::query(
-                "INSERT INTO promotion_events (promotion_id, seq, at, message)
-                 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM promotion_events WHERE promotion_id = ?), ?, ?)",
+                "INSERT INTO promotion_events (promotion_id, seq, at, message, step)
+                 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM promotion_events WHERE promotion_id = ?), ?, ?, ?)",
             )
             .bind(id)
             .bind(id)
             .bind(now)
             .bind(reason)
+            .bind(step_json(&Step::Interrupted))
             .execute(&mut *tx)
             .await?;
         }
@@ -698,20 +703,13 @@ impl Store {
 
     pub async fn promotion_events(&self, id: &PromotionId) -> Result<Vec<PromotionEvent>> {
         let rows = sqlx::query(
-            "SELECT seq, at, message FROM promotion_events WHERE promotion_id = ? ORDER BY seq",
+            "SELECT seq, at, message, step FROM promotion_events WHERE promotion_id = ? ORDER BY seq",
         )
         .bind(id.as_str())
         .fetch_all(&self.read)
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok(PromotionEvent {
-                    promotion: id.clone(),
-                    seq: row.try_get("seq")?,
-                    at: row.try_get("at")?,
-                    message: row.try_get("message")?,
-                })
-            })
+            .map(|row| event_from_row(row, id.clone()))
             .collect()
     }
 
@@ -721,7 +719,7 @@ impl Store {
         release: &ReleaseId,
     ) -> Result<std::collections::HashMap<PromotionId, Vec<PromotionEvent>>> {
         let rows = sqlx::query(
-            "SELECT e.promotion_id, e.seq, e.at, e.message FROM promotion_events e
+            "SELECT e.promotion_id, e.seq, e.at, e.message, e.step FROM promotion_events e
              JOIN promotions p ON p.id = e.promotion_id
              WHERE p.release_id = ? ORDER BY e.promotion_id, e.seq",
         )
@@ -735,12 +733,7 @@ impl Store {
             by_promotion
                 .entry(id.clone())
                 .or_default()
-                .push(PromotionEvent {
-                    promotion: id,
-                    seq: row.try_get("seq")?,
-                    at: row.try_get("at")?,
-                    message: row.try_get("message")?,
-                });
+                .push(event_from_row(row, id)?);
         }
         Ok(by_promotion)
     }
@@ -829,6 +822,28 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn step_json(step: &Step) -> String {
+    serde_json::to_string(step).unwrap_or_else(|_| "null".into())
+}
+
+/// A promotion event; a step recorded before steps were typed is read as a note.
+fn event_from_row(row: &sqlx::sqlite::SqliteRow, promotion: PromotionId) -> Result<PromotionEvent> {
+    let message: String = row.try_get("message")?;
+    let step: Option<String> = row.try_get("step")?;
+    let step = step
+        .and_then(|s| serde_json::from_str::<Step>(&s).ok())
+        .unwrap_or_else(|| Step::Note {
+            message: message.clone(),
+        });
+    Ok(PromotionEvent {
+        promotion,
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        message,
+        step,
+    })
 }
 
 fn app_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<App> {

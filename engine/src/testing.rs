@@ -1,8 +1,12 @@
 //! Helpers for tests of the engine and of what is built on it (the server's API tests, the
 //! CLI's tests): the example app copied into a temporary directory, and git work trees.
+//! A scripted runtime ([`FakeRuntime`]) for the rollout state machine's tests.
 //! Test code only; nothing in the engine itself uses them.
 
 use std::path::{Path, PathBuf};
+
+mod fake;
+pub use fake::{Behaviour, FakeRuntime, LiveInstance};
 
 /// The entry types of [`ArchiveEntry::special`].
 pub use tar::EntryType;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
-use super::{Process, ProcessSpec, Runtime};
+use super::{Process, ProcessRuntime, ProcessSpec};
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
 
@@ -122,7 +122,7 @@ fn read_lines(
 }
 
 #[async_trait]
-impl Runtime for LocalRuntime {
+impl ProcessRuntime for LocalRuntime {
     async fn start(&self, spec: ProcessSpec) -> Result<Arc<dyn Process>> {
         let port = if spec.http { Some(free_port()?) } else { None };
         let mut cmd = tokio::process::Command::new("sh");

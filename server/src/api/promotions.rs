@@ -73,7 +73,7 @@ async fn processes(
     let active_before: Vec<ReleaseId> =
         engine.app(&app).await?.active_release.into_iter().collect();
     let lines = q.lines.unwrap_or(100).clamp(1, 500);
-    let output = engine.process_output(&app, lines);
+    let output = engine.process_output(&app, lines).await;
     let redactor = if who.sees_values() {
         engine::Redactor::default()
     } else {
