@@ -96,6 +96,7 @@ pub(crate) struct Inner {
     pub runtime: Arc<dyn Runtime>,
     /// Where the apps' traffic goes: the router's table.
     pub traffic: Arc<dyn Traffic>,
+    routes: Arc<RoutingTable>,
     pub events: broadcast::Sender<EngineEvent>,
     pub config: EngineConfig,
     /// Each app's coordinator, the only owner of its processes and routes.
@@ -238,6 +239,7 @@ impl Engine {
             store,
             runtime,
             traffic: routes.clone(),
+            routes: routes.clone(),
             events,
             config,
             coordinators: Mutex::new(HashMap::new()),
@@ -294,6 +296,12 @@ impl Engine {
     /// Where the apps' router listens.
     pub fn router_addr(&self) -> SocketAddr {
         self.inner.router_addr
+    }
+
+    /// Where the router sends `app`'s requests now (`None`: it does not know the app; an
+    /// empty list: the app's release is being brought up).
+    pub fn routes(&self, app: &AppName) -> Option<Vec<router::SetView>> {
+        self.inner.routes.view(app.as_str())
     }
 
     pub fn store(&self) -> &Store {

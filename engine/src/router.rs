@@ -144,6 +144,14 @@ impl AppRoutes {
     }
 }
 
+/// One set's routes as [`RoutingTable::view`] shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetView {
+    pub set: String,
+    pub weight: u32,
+    pub backends: Vec<(String, String, SocketAddr)>,
+}
+
 /// Routes of every app: app → sets → service → backends. Backends are kept per set, so
 /// processes of different releases that share a name (`web.1`) never touch each other.
 #[derive(Default)]
@@ -286,6 +294,33 @@ impl RoutingTable {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Where `app`'s traffic goes now: each set with its weight and its backends
+    /// (`(service, instance, address)`, sorted); `None` when the router does not know the app.
+    pub fn view(&self, app: &str) -> Option<Vec<SetView>> {
+        self.read().get(app).map(|r| {
+            r.sets
+                .iter()
+                .map(|s| {
+                    let mut backends: Vec<(String, String, SocketAddr)> = s
+                        .services
+                        .iter()
+                        .flat_map(|(service, p)| {
+                            p.backends
+                                .iter()
+                                .map(move |b| (service.clone(), b.name.clone(), b.addr))
+                        })
+                        .collect();
+                    backends.sort();
+                    SetView {
+                        set: s.set.clone(),
+                        weight: s.weight,
+                        backends,
+                    }
+                })
+                .collect()
+        })
     }
 
     /// The sets that get traffic for `app`, with their weights.
