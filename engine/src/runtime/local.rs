@@ -1,13 +1,17 @@
 //! Real OS processes on this machine: `sh -c COMMAND` in the build's source directory, in a
 //! process group of its own (so stopping it stops its children too), with its output kept in
-//! a bounded buffer (`output.rs`), killed if the server dies (`PR_SET_PDEATHSIG`).
+//! a bounded buffer (`output.rs`) and, for HTTP services, a port of its own (`ports.rs`),
+//! killed if the server dies (`PR_SET_PDEATHSIG`).
 
 mod output;
+mod ports;
 #[cfg(test)]
 mod tests;
 
+pub use ports::{ephemeral_range, PortRange, DEFAULT_PORTS};
+
 use async_trait::async_trait;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +21,7 @@ use super::{Process, ProcessSpec, Runtime};
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
 use output::{read_output, Output};
+use ports::PortAllocator;
 
 /// How long the output of an ended process is still read (a process that escaped its group
 /// could hold the pipes open).
@@ -44,11 +49,26 @@ fn shell_command(command: &str) -> String {
 #[derive(Debug)]
 pub struct LocalRuntime {
     sandbox: Arc<Sandbox>,
+    ports: PortAllocator,
 }
 
 impl LocalRuntime {
+    /// With the ports of [`PortRange::default_here`].
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
-        LocalRuntime { sandbox }
+        Self::with_ports(sandbox, PortRange::default_here())
+    }
+
+    /// HTTP processes get their ports from `ports`.
+    pub fn with_ports(sandbox: Arc<Sandbox>, ports: PortRange) -> Self {
+        LocalRuntime {
+            sandbox,
+            ports: PortAllocator::new(ports),
+        }
+    }
+
+    /// Where the ports of HTTP processes come from.
+    pub fn ports(&self) -> PortRange {
+        self.ports.range()
     }
 }
 
@@ -62,16 +82,6 @@ struct LocalProcess {
     start_ticks: Option<i64>,
     output: Arc<Mutex<Output>>,
     exit: watch::Receiver<Option<String>>,
-}
-
-fn free_port() -> Result<u16> {
-    let l =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
-    let port = l
-        .local_addr()
-        .map_err(Error::io("finding a free port"))?
-        .port();
-    Ok(port)
 }
 
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot. With the
@@ -108,7 +118,12 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 #[async_trait]
 impl Runtime for LocalRuntime {
     async fn start(&self, spec: ProcessSpec) -> Result<Arc<dyn Process>> {
-        let port = if spec.http { Some(free_port()?) } else { None };
+        // Reserved until the process has ended (the lease moves into its waiting task).
+        let port = if spec.http {
+            Some(self.ports.lease()?)
+        } else {
+            None
+        };
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(shell_command(&spec.command))
@@ -128,8 +143,8 @@ impl Runtime for LocalRuntime {
             .env("SLIPWAY_SERVICE", spec.service.as_str())
             .env("SLIPWAY_RELEASE", spec.release.as_str())
             .env("SLIPWAY_PROCESS", spec.name());
-        if let Some(port) = port {
-            cmd.env("PORT", port.to_string());
+        if let Some(port) = &port {
+            cmd.env("PORT", port.port().to_string());
         }
         // SAFETY: prctl(2) is async-signal-safe; this only asks the kernel to kill the child
         // when the thread that spawned it (a long-lived runtime worker) goes away.
@@ -156,7 +171,9 @@ impl Runtime for LocalRuntime {
         if let Some(err) = child.stderr.take() {
             readers.push(read_output(err, output.clone()));
         }
-        let addr = port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+        let addr = port
+            .as_ref()
+            .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p.port())));
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let status = describe(child.wait().await);
@@ -167,6 +184,8 @@ impl Runtime for LocalRuntime {
             for r in readers {
                 let _ = tokio::time::timeout(OUTPUT_DRAIN, r).await;
             }
+            // Its port is free again.
+            drop(port);
             let _ = tx.send(Some(status));
         });
         let name = spec.name();

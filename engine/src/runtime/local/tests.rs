@@ -8,17 +8,29 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A runtime over a fresh data dir, and a source directory in it.
 async fn runtime() -> (tempfile::TempDir, LocalRuntime, std::path::PathBuf) {
+    runtime_with(None).await
+}
+
+async fn runtime_with(
+    ports: Option<PortRange>,
+) -> (tempfile::TempDir, LocalRuntime, std::path::PathBuf) {
     let data = tempfile::tempdir().unwrap();
     let cwd = data.path().join("sources/t/abc");
     std::fs::create_dir_all(&cwd).unwrap();
-    let sandbox = Sandbox::new(
-        data.path(),
-        crate::sandbox::IsolationChoice::Auto,
-        crate::sandbox::DEFAULT_UID_BASE,
-    )
-    .await
-    .unwrap();
-    (data, LocalRuntime::new(Arc::new(sandbox)), cwd)
+    let sandbox = Arc::new(
+        Sandbox::new(
+            data.path(),
+            crate::sandbox::IsolationChoice::Auto,
+            crate::sandbox::DEFAULT_UID_BASE,
+        )
+        .await
+        .unwrap(),
+    );
+    let runtime = match ports {
+        Some(p) => LocalRuntime::with_ports(sandbox, p),
+        None => LocalRuntime::new(sandbox),
+    };
+    (data, runtime, cwd)
 }
 
 fn spec(cwd: &std::path::Path, command: &str, http: bool) -> ProcessSpec {
@@ -92,6 +104,8 @@ async fn runs_with_env_and_keeps_output() {
         .unwrap();
     assert_eq!(status, "exit status 3");
     let port = p.addr().unwrap().port();
+    let range = runtime.ports();
+    assert!(range.first() <= port && port <= range.last(), "{port}");
     let want = format!("hi there {port} web");
     let out = p.output_tail(10);
     assert!(out.contains(&want) && out.contains("oops"), "{out}");
@@ -265,4 +279,69 @@ async fn an_endless_line_neither_grows_nor_blocks() {
     assert_eq!(lines[1], "written");
     p.stop(Duration::from_secs(5)).await;
     assert!(p.exit_status().unwrap().contains("signal 15"));
+}
+
+// Ports. Each test has ports of its own (below the kernel's ephemeral range).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_starts_get_distinct_ports() {
+    let (_data, runtime, cwd) = runtime_with(Some(PortRange::new(30200, 30263).unwrap())).await;
+    let runtime = Arc::new(runtime);
+    let starts: Vec<_> = (0..48)
+        .map(|i| {
+            let runtime = runtime.clone();
+            let mut spec = spec(&cwd, "sleep 1000", true);
+            spec.index = i + 1;
+            tokio::spawn(async move { runtime.start(spec).await })
+        })
+        .collect();
+    let mut processes = Vec::new();
+    for s in starts {
+        processes.push(s.await.unwrap().unwrap());
+    }
+    let mut ports: Vec<u16> = processes.iter().map(|p| p.addr().unwrap().port()).collect();
+    assert!(
+        ports.iter().all(|p| (30200..=30263).contains(p)),
+        "{ports:?}"
+    );
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), processes.len(), "a port was handed out twice");
+    let stops: Vec<_> = processes
+        .into_iter()
+        .map(|p| tokio::spawn(async move { p.stop(Duration::from_secs(5)).await }))
+        .collect();
+    for s in stops {
+        s.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_port_is_held_until_its_process_ends() {
+    let (_data, runtime, cwd) = runtime_with(Some(PortRange::new(30300, 30300).unwrap())).await;
+    let first = runtime.start(spec(&cwd, "sleep 1000", true)).await.unwrap();
+    assert_eq!(first.addr().unwrap().port(), 30300);
+    // While it runs, its port is nobody else's.
+    let err = runtime
+        .start(spec(&cwd, "sleep 1000", true))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no free port")
+            && err.contains("30300-30300")
+            && err.contains("1 are held by running processes"),
+        "{err}"
+    );
+    // A process without HTTP needs none.
+    let other = runtime
+        .start(spec(&cwd, "sleep 1000", false))
+        .await
+        .unwrap();
+    assert_eq!(other.addr(), None);
+    other.stop(Duration::from_secs(5)).await;
+    first.stop(Duration::from_secs(5)).await;
+    let again = runtime.start(spec(&cwd, "sleep 1000", true)).await.unwrap();
+    assert_eq!(again.addr().unwrap().port(), 30300);
+    again.stop(Duration::from_secs(5)).await;
 }
