@@ -1,13 +1,29 @@
 //! Real OS processes on this machine: `sh -c COMMAND` in the build's source directory, in a
 //! process group of its own (so stopping it stops its children too), with its output kept in
-//! a bounded buffer (`output.rs`) and, for HTTP services, a port of its own (`ports.rs`),
-//! killed if the server dies (`PR_SET_PDEATHSIG`).
+//! a bounded buffer (`output.rs`) and, for HTTP services, a port of its own (`ports.rs`).
+//!
+//! **The lifeline** (`lifeline.rs`): no process may outlive the server, even one killed with
+//! SIGKILL (which no handler sees). `PR_SET_PDEATHSIG` only reaches the group's leader, and
+//! a compound command (`a && b`) or a forking one leaves others in the group. So next to each
+//! process (and each build command) the server starts a watcher in the same process group:
+//! `sh` running a fixed script, as the server's user and unconfined (it only signals its own
+//! group), whose stdin is the read end of a pipe. The write end is close-on-exec (no child
+//! inherits it) and held by the server only, for as long as the process runs. When the server
+//! dies, however it dies, the kernel closes that end: the watcher reads the end of its stdin
+//! and kills its whole group (`kill -9 0`), itself included. The watcher ignores SIGTERM, so a
+//! normal stop works as before (SIGTERM to the group, SIGKILL after the grace period, the
+//! leader's exit status reported); once the leader has ended the server kills the group,
+//! watcher included, and reaps the watcher. Since the watcher is the server's child and is
+//! reaped last, the group's id cannot be reused while the server may still signal it.
+//! What the lifeline cannot catch is a process that leaves its group (`setsid`).
 
+mod lifeline;
 mod output;
 mod ports;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use lifeline::Lifeline;
 pub use ports::{ephemeral_range, PortRange, DEFAULT_PORTS};
 
 use async_trait::async_trait;
@@ -147,7 +163,8 @@ impl Runtime for LocalRuntime {
             cmd.env("PORT", port.port().to_string());
         }
         // SAFETY: prctl(2) is async-signal-safe; this only asks the kernel to kill the child
-        // when the thread that spawned it (a long-lived runtime worker) goes away.
+        // when the thread that spawned it (a long-lived runtime worker) goes away. (The
+        // lifeline covers the rest of the group, and the leader too should this not fire.)
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -162,6 +179,16 @@ impl Runtime for LocalRuntime {
                 "{} ended before it could be watched",
                 spec.name()
             )));
+        };
+        // Before anything waits for the child: until it is reaped its group exists, even if
+        // it has ended already.
+        let lifeline = match Lifeline::attach(pid) {
+            Ok(l) => l,
+            Err(e) => {
+                signal_group(pid, libc::SIGKILL);
+                let _ = child.wait().await;
+                return Err(e);
+            }
         };
         let output = Arc::new(Mutex::new(Output::default()));
         let mut readers = Vec::new();
@@ -179,6 +206,7 @@ impl Runtime for LocalRuntime {
             let status = describe(child.wait().await);
             // Whatever the leader left behind in its group goes with it.
             signal_group(pid, libc::SIGKILL);
+            lifeline.cut().await;
             // Once the process has ended its output is complete (bounded: a process that
             // escaped its group could hold the pipe open).
             for r in readers {

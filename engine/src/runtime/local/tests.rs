@@ -2,6 +2,7 @@ use super::output::{LineBuf, CUT_MARK, OUTPUT_BYTES, OUTPUT_LINES, OUTPUT_LINE_B
 use super::*;
 use crate::ids::ReleaseId;
 use crate::names::{AppName, ServiceName};
+use std::time::Instant;
 
 /// Every wait in these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
@@ -126,7 +127,8 @@ async fn stop_terminates_the_whole_group() {
         "{:?}",
         p.exit_status()
     );
-    // No living member of the group is left (zombies waiting for init do not count).
+    // No living member of the group is left (zombies waiting for init do not count), the
+    // lifeline's watcher included.
     assert_eq!(living_in_group(pid), Vec::<u32>::new());
 }
 
@@ -150,6 +152,22 @@ fn living_in_group(pgid: u32) -> Vec<u32> {
         }
     }
     found
+}
+
+/// Waits (bounded) until the group `pgid` has no living member.
+async fn wait_group_gone(pgid: u32) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let living = living_in_group(pgid);
+        if living.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {pgid} lives on: {living:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
@@ -344,4 +362,83 @@ async fn a_port_is_held_until_its_process_ends() {
     let again = runtime.start(spec(&cwd, "sleep 1000", true)).await.unwrap();
     assert_eq!(again.addr().unwrap().port(), 30300);
     again.stop(Duration::from_secs(5)).await;
+}
+
+// The lifeline.
+
+/// The members of the group `pgid` that are the lifeline's watcher.
+fn watchers_in_group(pgid: u32) -> Vec<u32> {
+    living_in_group(pgid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("kill -9 0"))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the group `pgid` has `n` living members.
+async fn wait_group_size(pgid: u32, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while living_in_group(pgid).len() < n {
+        assert!(Instant::now() < deadline, "{:?}", living_in_group(pgid));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_process_has_a_watcher_that_outlives_sigterm() {
+    let (_data, runtime, cwd) = runtime().await;
+    let p = runtime
+        .start(spec(&cwd, "sleep 1000 & sleep 1000; wait", false))
+        .await
+        .unwrap();
+    let (pid, _) = p.os_identity().unwrap();
+    // The leader, its two children and the watcher.
+    wait_group_size(pid, 4).await;
+    let watchers = watchers_in_group(pid);
+    assert_eq!(watchers.len(), 1, "{:?}", living_in_group(pid));
+    // It ignores SIGTERM (so it stays through a stop's grace period), and runs as the server.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", watchers[0])).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    assert_ne!(ignored & (1 << (libc::SIGTERM - 1)), 0, "{status}");
+    let uid = |pid: u32| {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(uid(watchers[0]), uid(std::process::id()));
+    p.stop(Duration::from_secs(5)).await;
+    assert!(p.exit_status().unwrap().contains("signal 15"));
+    assert_eq!(living_in_group(pid), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn a_dropped_lifeline_kills_the_group() {
+    // A group whose lifeline goes (as when the server dies), with no one else to stop it.
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("sleep 1000 & sleep 1000 & wait")
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let leader = child.id().unwrap();
+    let lifeline = Lifeline::attach(leader).unwrap();
+    wait_group_size(leader, 4).await;
+    drop(lifeline);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    wait_group_gone(leader).await;
 }
