@@ -1,5 +1,6 @@
 //! Running a manifest's `build:` command: in its own process group (killed as a whole when it
-//! ends or times out), with a cleared environment, keeping only the tail of its output.
+//! ends or times out, and by its lifeline when the server dies: see [`crate::runtime::local`]),
+//! with a cleared environment, keeping only the tail of its output.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{Error, Result};
-use crate::runtime::local::signal_group;
+use crate::runtime::local::{signal_group, Lifeline};
 use crate::sandbox::Tenant;
 
 /// How much of the build's output (stdout and stderr together) is kept for its error.
@@ -90,7 +91,19 @@ pub(super) async fn run(
     let mut child = cmd
         .spawn()
         .map_err(Error::io("starting the build command"))?;
-    let group = GroupGuard(child.id());
+    let pgid = child
+        .id()
+        .ok_or_else(|| Error::Internal("the build command ended before it was watched".into()))?;
+    // Before anything waits for the child (its group lives until then). Dropped after the
+    // guard below (declared first), so that the group is killed while its id is still held.
+    let lifeline = match Lifeline::attach(pgid) {
+        Ok(l) => l,
+        Err(e) => {
+            signal_group(pgid, libc::SIGKILL);
+            return Err(e);
+        }
+    };
+    let group = GroupGuard(Some(pgid));
     let tail = Mutex::new(Tail::default());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -105,6 +118,7 @@ pub(super) async fn run(
     let all = async { tokio::join!(wait, drain(stdout, &tail), drain(stderr, &tail)) };
     let outcome = tokio::time::timeout(timeout, all).await;
     drop(group);
+    lifeline.cut().await;
     let output = || {
         let mut t = match tail.lock() {
             Ok(t) => t,

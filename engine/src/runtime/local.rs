@@ -1,24 +1,47 @@
 //! Real OS processes on this machine: `sh -c COMMAND` in the build's source directory, in a
-//! process group of its own (so stopping it stops its children too), killed if the server
-//! dies (`PR_SET_PDEATHSIG`), with its output kept in a bounded buffer.
+//! process group of its own (so stopping it stops its children too), with its output kept in
+//! a bounded buffer (`output.rs`) and, for HTTP services, a port of its own (`ports.rs`).
+//!
+//! **The lifeline** (`lifeline.rs`): no process may outlive the server, even one killed with
+//! SIGKILL (which no handler sees). `PR_SET_PDEATHSIG` only reaches the group's leader, and
+//! a compound command (`a && b`) or a forking one leaves others in the group. So next to each
+//! process (and each build command) the server starts a watcher in the same process group:
+//! `sh` running a fixed script, as the server's user and unconfined (it only signals its own
+//! group), whose stdin is the read end of a pipe. The write end is close-on-exec (no child
+//! inherits it) and held by the server only, for as long as the process runs. When the server
+//! dies, however it dies, the kernel closes that end: the watcher reads the end of its stdin
+//! and kills its whole group (`kill -9 0`), itself included. The watcher ignores SIGTERM, so a
+//! normal stop works as before (SIGTERM to the group, SIGKILL after the grace period, the
+//! leader's exit status reported); once the leader has ended the server kills the group,
+//! watcher included, and reaps the watcher. Since the watcher is the server's child and is
+//! reaped last, the group's id cannot be reused while the server may still signal it.
+//! What the lifeline cannot catch is a process that leaves its group (`setsid`).
+
+mod lifeline;
+mod output;
+mod ports;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use lifeline::Lifeline;
+pub use ports::{ephemeral_range, PortRange, DEFAULT_PORTS};
 
 use async_trait::async_trait;
-use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use super::{Process, ProcessRuntime, ProcessSpec};
 use crate::error::{Error, Result};
 use crate::sandbox::Sandbox;
+use output::{read_output, Output};
+use ports::PortAllocator;
 
-/// Lines of output kept per process.
-const OUTPUT_LINES: usize = 500;
-/// Longest line kept; longer ones are cut.
-const OUTPUT_LINE_BYTES: usize = 4096;
+/// How long the output of an ended process is still read (a process that escaped its group
+/// could hold the pipes open).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// `exec COMMAND` for a simple command, so that the process itself (not a shell around it)
 /// is the group leader, gets the signals and dies with the server; compound commands (pipes,
@@ -42,11 +65,26 @@ fn shell_command(command: &str) -> String {
 #[derive(Debug)]
 pub struct LocalRuntime {
     sandbox: Arc<Sandbox>,
+    ports: PortAllocator,
 }
 
 impl LocalRuntime {
+    /// With the ports of [`PortRange::default_here`].
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
-        LocalRuntime { sandbox }
+        Self::with_ports(sandbox, PortRange::default_here())
+    }
+
+    /// HTTP processes get their ports from `ports`.
+    pub fn with_ports(sandbox: Arc<Sandbox>, ports: PortRange) -> Self {
+        LocalRuntime {
+            sandbox,
+            ports: PortAllocator::new(ports),
+        }
+    }
+
+    /// Where the ports of HTTP processes come from.
+    pub fn ports(&self) -> PortRange {
+        self.ports.range()
     }
 }
 
@@ -58,18 +96,8 @@ struct LocalProcess {
     addr: Option<SocketAddr>,
     pid: Option<u32>,
     start_ticks: Option<i64>,
-    output: Arc<Mutex<VecDeque<String>>>,
+    output: Arc<Mutex<Output>>,
     exit: watch::Receiver<Option<String>>,
-}
-
-fn free_port() -> Result<u16> {
-    let l =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
-    let port = l
-        .local_addr()
-        .map_err(Error::io("finding a free port"))?
-        .port();
-    Ok(port)
 }
 
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot. With the
@@ -92,39 +120,26 @@ pub(crate) fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-fn keep_output(buf: &Mutex<VecDeque<String>>, line: String) {
-    let mut line = line;
-    if line.len() > OUTPUT_LINE_BYTES {
-        let mut cut = OUTPUT_LINE_BYTES;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => s.to_string(),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
     }
-    if let Ok(mut b) = buf.lock() {
-        if b.len() == OUTPUT_LINES {
-            b.pop_front();
-        }
-        b.push_back(line);
-    }
-}
-
-fn read_lines(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    buf: Arc<Mutex<VecDeque<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            keep_output(&buf, line);
-        }
-    })
 }
 
 #[async_trait]
 impl ProcessRuntime for LocalRuntime {
     async fn start(&self, spec: ProcessSpec) -> Result<Arc<dyn Process>> {
-        let port = if spec.http { Some(free_port()?) } else { None };
+        // Reserved until the process has ended (the lease moves into its waiting task).
+        let port = if spec.http {
+            Some(self.ports.lease()?)
+        } else {
+            None
+        };
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(shell_command(&spec.command))
@@ -144,11 +159,12 @@ impl ProcessRuntime for LocalRuntime {
             .env("SLIPWAY_SERVICE", spec.service.as_str())
             .env("SLIPWAY_RELEASE", spec.release.as_str())
             .env("SLIPWAY_PROCESS", spec.name());
-        if let Some(port) = port {
-            cmd.env("PORT", port.to_string());
+        if let Some(port) = &port {
+            cmd.env("PORT", port.port().to_string());
         }
         // SAFETY: prctl(2) is async-signal-safe; this only asks the kernel to kill the child
-        // when the thread that spawned it (a long-lived runtime worker) goes away.
+        // when the thread that spawned it (a long-lived runtime worker) goes away. (The
+        // lifeline covers the rest of the group, and the leader too should this not fire.)
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -158,34 +174,46 @@ impl ProcessRuntime for LocalRuntime {
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::Internal(format!("{} could not be started: {e}", spec.name())))?;
-        let pid = child.id();
-        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let Some(pid) = child.id() else {
+            return Err(Error::Internal(format!(
+                "{} ended before it could be watched",
+                spec.name()
+            )));
+        };
+        // Before anything waits for the child: until it is reaped its group exists, even if
+        // it has ended already.
+        let lifeline = match Lifeline::attach(pid) {
+            Ok(l) => l,
+            Err(e) => {
+                signal_group(pid, libc::SIGKILL);
+                let _ = child.wait().await;
+                return Err(e);
+            }
+        };
+        let output = Arc::new(Mutex::new(Output::default()));
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            readers.push(read_lines(out, output.clone()));
+            readers.push(read_output(out, output.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            readers.push(read_lines(err, output.clone()));
+            readers.push(read_output(err, output.clone()));
         }
+        let addr = port
+            .as_ref()
+            .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p.port())));
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(code), _) => format!("exit status {code}"),
-                    (None, Some(sig)) => format!("killed by signal {sig}"),
-                    _ => s.to_string(),
-                },
-                Err(e) => format!("could not be waited for: {e}"),
-            };
+            let status = describe(child.wait().await);
             // Whatever the leader left behind in its group goes with it.
-            if let Some(pid) = pid {
-                signal_group(pid, libc::SIGKILL);
-            }
+            signal_group(pid, libc::SIGKILL);
+            lifeline.cut().await;
             // Once the process has ended its output is complete (bounded: a process that
             // escaped its group could hold the pipe open).
             for r in readers {
-                let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+                let _ = tokio::time::timeout(OUTPUT_DRAIN, r).await;
             }
+            // Its port is free again.
+            drop(port);
             let _ = tx.send(Some(status));
         });
         let name = spec.name();
@@ -197,9 +225,9 @@ impl ProcessRuntime for LocalRuntime {
                 crate::ids::PromotionId::generate().as_str()[1..].to_lowercase()
             ),
             name,
-            addr: port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
-            pid,
-            start_ticks: pid.and_then(start_ticks),
+            addr,
+            pid: Some(pid),
+            start_ticks: start_ticks(pid),
             spec,
             output,
             exit: rx,
@@ -255,157 +283,6 @@ impl Process for LocalProcess {
     }
 
     fn output_tail(&self, lines: usize) -> String {
-        match self.output.lock() {
-            Ok(b) => {
-                let skip = b.len().saturating_sub(lines);
-                b.iter().skip(skip).cloned().collect::<Vec<_>>().join("\n")
-            }
-            Err(_) => String::new(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::ReleaseId;
-    use crate::names::{AppName, ServiceName};
-
-    /// A runtime over a fresh data dir, and a source directory in it.
-    async fn runtime() -> (tempfile::TempDir, LocalRuntime, std::path::PathBuf) {
-        let data = tempfile::tempdir().unwrap();
-        let cwd = data.path().join("sources/t/abc");
-        std::fs::create_dir_all(&cwd).unwrap();
-        let sandbox = Sandbox::new(
-            data.path(),
-            crate::sandbox::IsolationChoice::Auto,
-            crate::sandbox::DEFAULT_UID_BASE,
-        )
-        .await
-        .unwrap();
-        (data, LocalRuntime::new(Arc::new(sandbox)), cwd)
-    }
-
-    fn spec(cwd: &std::path::Path, command: &str, http: bool) -> ProcessSpec {
-        ProcessSpec {
-            app: AppName::parse("t").unwrap(),
-            app_number: 1,
-            release: ReleaseId::generate(),
-            service: ServiceName::parse("web").unwrap(),
-            index: 1,
-            command: command.into(),
-            cwd: cwd.to_path_buf(),
-            env: vec![("GREETING".into(), "hi there".into())],
-            http,
-        }
-    }
-
-    #[test]
-    fn simple_commands_are_execed() {
-        assert_eq!(shell_command("python3 -u app.py"), "exec python3 -u app.py");
-        assert_eq!(
-            shell_command("./server --port 80"),
-            "exec ./server --port 80"
-        );
-        for compound in [
-            "a && b",
-            "a | b",
-            "a; b",
-            "echo $PORT",
-            "FOO=1 app",
-            "cd x",
-            "a > log",
-            "sleep 1 & wait",
-        ] {
-            assert_eq!(shell_command(compound), compound);
-        }
-    }
-
-    #[tokio::test]
-    async fn runs_with_env_and_keeps_output() {
-        let (_data, runtime, cwd) = runtime().await;
-        let p = runtime
-            .start(spec(
-                &cwd,
-                "echo \"$GREETING $PORT $SLIPWAY_SERVICE\"; echo oops >&2; exit 3",
-                true,
-            ))
-            .await
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(10), p.exited())
-            .await
-            .unwrap();
-        assert_eq!(status, "exit status 3");
-        let port = p.addr().unwrap().port();
-        let want = format!("hi there {port} web");
-        let out = p.output_tail(10);
-        assert!(out.contains(&want) && out.contains("oops"), "{out}");
-    }
-
-    #[tokio::test]
-    async fn stop_terminates_the_whole_group() {
-        let (_data, runtime, cwd) = runtime().await;
-        let p = runtime
-            .start(spec(&cwd, "sleep 1000 & sleep 1000; wait", false))
-            .await
-            .unwrap();
-        let (pid, ticks) = p.os_identity().unwrap();
-        assert!(ticks.is_some());
-        p.stop(Duration::from_secs(5)).await;
-        assert!(
-            p.exit_status().unwrap().contains("signal 15"),
-            "{:?}",
-            p.exit_status()
-        );
-        // No living member of the group is left (zombies waiting for init do not count).
-        assert_eq!(living_in_group(pid), Vec::<u32>::new());
-    }
-
-    fn living_in_group(pgid: u32) -> Vec<u32> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-            // fields[0] is the state, fields[2] the process group.
-            if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
-                found.push(pid);
-            }
-        }
-        found
-    }
-
-    #[tokio::test]
-    async fn stop_kills_what_ignores_sigterm() {
-        let (_data, runtime, cwd) = runtime().await;
-        let p = runtime
-            .start(spec(
-                &cwd,
-                "trap '' TERM; echo ready; while true; do sleep 0.05; done",
-                false,
-            ))
-            .await
-            .unwrap();
-        // SIGTERM must arrive after the trap is set: wait (bounded) for the process to say so.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !p.output_tail(1).contains("ready") {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the process never became ready");
-        p.stop(Duration::from_millis(200)).await;
-        assert!(
-            p.exit_status().unwrap().contains("signal 9"),
-            "{:?}",
-            p.exit_status()
-        );
+        output::lock(&self.output).tail(lines)
     }
 }
