@@ -7,7 +7,7 @@
 
 use engine::artifacts::Artifacts;
 use engine::runtime::local::LocalRuntime;
-use engine::runtime::{Process, ProcessSpec, Runtime};
+use engine::runtime::{Process, ProcessRuntime, ProcessSpec};
 use engine::sandbox::{IsolationChoice, Sandbox, Tenant, DEFAULT_UID_BASE};
 use engine::*;
 use std::io::{BufRead, BufReader};
