@@ -209,7 +209,7 @@ impl Engine {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(Error::io(format!("making {} private", dir.display())))?;
-        let lock = crate::lock::lock_data_dir(dir)?;
+        let lock = crate::lock::lock_data_dir(dir).await?;
         let sandbox = Sandbox::new(dir, config.isolation, config.app_uid_base).await?;
         tracing::info!(
             isolation = sandbox.isolation().name(),

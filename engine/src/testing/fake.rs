@@ -20,7 +20,7 @@ use crate::step::{human_ms, ProcessEvent};
 /// What one scripted instance does once started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Behaviour {
-    /// Ready after this long.
+    /// Ready after this long (the default: at once).
     Ready(Duration),
     /// Its process cannot be started.
     FailsToStart(String),
@@ -34,7 +34,7 @@ pub enum Behaviour {
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Behaviour::Ready(Duration::from_millis(10))
+        Behaviour::Ready(Duration::ZERO)
     }
 }
 
