@@ -482,3 +482,168 @@ impl<R: ProcessRuntime> Instance<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::HealthCheck;
+    use crate::names::AppName;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::{watch, Semaphore};
+
+    /// Processes that exit at once, started through a gate the test opens.
+    #[derive(Default)]
+    struct Scripted {
+        started: AtomicUsize,
+        live: Arc<AtomicUsize>,
+        gate: Arc<Semaphore>,
+    }
+
+    #[derive(Debug)]
+    struct Exiting {
+        spec: ProcessSpec,
+        exit: watch::Sender<Option<String>>,
+        live: Arc<AtomicUsize>,
+        exits_at_once: bool,
+    }
+
+    #[async_trait]
+    impl ProcessRuntime for Arc<Scripted> {
+        async fn start(&self, spec: ProcessSpec) -> Result<Arc<dyn Process>> {
+            let n = self.started.fetch_add(1, Ordering::SeqCst);
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+            self.live.fetch_add(1, Ordering::SeqCst);
+            let (exit, _) = watch::channel(None);
+            let p = Arc::new(Exiting {
+                spec,
+                exit,
+                live: self.live.clone(),
+                // The first one lives until stopped; every restart exits at once.
+                exits_at_once: n > 0,
+            });
+            Ok(p)
+        }
+    }
+
+    #[async_trait]
+    impl Process for Exiting {
+        fn id(&self) -> &str {
+            "p"
+        }
+        fn name(&self) -> &str {
+            "worker.1"
+        }
+        fn spec(&self) -> &ProcessSpec {
+            &self.spec
+        }
+        fn addr(&self) -> Option<std::net::SocketAddr> {
+            None
+        }
+        fn os_identity(&self) -> Option<(u32, Option<i64>)> {
+            None
+        }
+        fn exit_status(&self) -> Option<String> {
+            self.exit.borrow().clone()
+        }
+        async fn exited(&self) -> String {
+            if self.exits_at_once {
+                self.end("exit status 1");
+            }
+            let mut rx = self.exit.subscribe();
+            let status = rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| s.clone());
+            status.unwrap_or_default()
+        }
+        async fn stop(&self, _grace: Duration) {
+            self.end("killed by signal 15");
+        }
+        fn output_tail(&self, _lines: usize) -> String {
+            String::new()
+        }
+    }
+
+    impl Exiting {
+        fn end(&self, status: &str) {
+            let mut ended = false;
+            self.exit.send_if_modified(|s| {
+                if s.is_none() {
+                    *s = Some(status.into());
+                    ended = true;
+                }
+                ended
+            });
+            if ended {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_that_races_the_retire_leaves_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let scripted = Arc::new(Scripted::default());
+        scripted.gate.add_permits(1);
+        let sets = ProcessSets::new(scripted.clone(), store);
+        let release = ReleaseId::generate();
+        let mut set = sets
+            .start(SetSpec {
+                id: SetId::generate(&release),
+                app: AppName::parse("t").unwrap(),
+                app_number: 1,
+                release,
+                artifact: String::new(),
+                source: dir.path().into(),
+                env: Vec::new(),
+                services: vec![ServiceSpec {
+                    name: ServiceName::parse("worker").unwrap(),
+                    command: "work".into(),
+                    scale: 1,
+                    http: false,
+                    health: HealthCheck {
+                        path: "/".into(),
+                        grace: Duration::from_secs(1),
+                        interval: Duration::from_secs(5),
+                        timeout: Duration::from_secs(1),
+                    },
+                }],
+            })
+            .await
+            .unwrap();
+        // Started, then ready once it has stayed up for its (paused) second.
+        assert!(matches!(
+            set.next_event().await.map(|e| e.state),
+            Some(InstanceState::Started { .. })
+        ));
+        assert!(matches!(
+            set.next_event().await.map(|e| e.state),
+            Some(InstanceState::Ready { .. })
+        ));
+        set.keep_running(true);
+        // It crashes; the restart waits at the gate while the set is retired.
+        set.slots[0]
+            .1
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap()
+            .stop(Duration::ZERO)
+            .await;
+        assert!(matches!(
+            set.next_event().await.map(|e| e.state),
+            Some(InstanceState::Down { .. })
+        ));
+        while scripted.started.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let retire = tokio::spawn(set.retire(Duration::from_secs(1)));
+        tokio::task::yield_now().await;
+        scripted.gate.add_permits(10);
+        retire.await.unwrap();
+        assert_eq!(scripted.live.load(Ordering::SeqCst), 0);
+        assert_eq!(scripted.started.load(Ordering::SeqCst), 2);
+    }
+}
