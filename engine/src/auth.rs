@@ -37,12 +37,11 @@
 
 mod limiter;
 mod password;
-mod types;
 
 pub use limiter::addr_net;
 pub use password::{PasswordParams, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
-pub use types::{
-    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, LoginOk, Principal, Role, TokenId,
+pub use types::auth::{
+    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Principal, Role, TokenId,
     TokenLifetime, User, Username, Via,
 };
 
@@ -209,6 +208,25 @@ struct Verified {
     principal: Principal,
     at: Millis,
     ends_at: Option<Millis>,
+}
+
+/// A successful sign-in: who, and the session token to give the client (in a cookie). The
+/// token is shown here once; the store keeps only its SHA-256. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginOk {
+    /// Who signed in (`via` is [`Via::Session`]).
+    pub principal: Principal,
+    /// 64 hex characters (32 random bytes).
+    pub session_token: String,
+}
+
+impl fmt::Debug for LoginOk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginOk")
+            .field("principal", &self.principal)
+            .field("session_token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The user name an admin is bootstrapped with.

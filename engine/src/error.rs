@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub use types::FieldError;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,31 +66,6 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
 }
 
-/// What is wrong with one field of a submission. `field` is the submission's own name for it
-/// (`rows.2.key`, `paste`, ...); `message` is for people and never contains a secret value.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    fn join(errors: &[FieldError]) -> String {
-        errors
-            .iter()
-            .map(|e| e.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
 /// The kind of an error, for mapping to HTTP statuses or exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -116,6 +93,32 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited => "rate_limited",
         })
+    }
+}
+
+/// The shared values' errors (a bad name, ID, key, role, environment; packing a directory) as
+/// the engine's.
+impl From<types::Error> for Error {
+    fn from(e: types::Error) -> Self {
+        match e {
+            types::Error::Invalid { field, message } => Error::Invalid { field, message },
+            types::Error::Fields(fields) => Error::Fields(fields),
+            types::Error::TooLarge { what, limit } => Error::TooLarge { what, limit },
+            types::Error::Forbidden { needed } => Error::Forbidden {
+                needed: needed.as_str().to_owned(),
+            },
+            types::Error::Io { context, source } => Error::Io { context, source },
+        }
+    }
+}
+
+/// Refusals of the caller are audited as `denied`, other errors as `failed`.
+impl types::Refusal for Error {
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::RateLimited
+        )
     }
 }
 

@@ -4,19 +4,12 @@
 //!
 //! It knows nothing of HTTP frameworks or UIs; the Console and the API call [`Engine`].
 
-#[macro_use]
-mod newtype;
-
 pub mod artifacts;
 pub mod auth;
 mod engine;
-pub mod env;
 pub mod error;
 pub mod health;
-pub mod ids;
 pub mod manifest;
-pub mod model;
-pub mod names;
 pub mod redact;
 mod rollout;
 pub mod router;
@@ -24,7 +17,10 @@ pub mod runtime;
 pub mod sandbox;
 pub mod store;
 pub mod testing;
-pub mod time;
+
+// The values shared with the Console and the CLI live in the `types` crate; these keep their
+// paths here (`engine::ids::ReleaseId`, `crate::model::*`, `crate::time::ago`, ...).
+pub use types::{env, ids, model, names, time};
 
 pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{

@@ -67,19 +67,19 @@ fn unique_violation(e: &sqlx::Error) -> bool {
         .unwrap_or(false)
 }
 
-fn parse_col<T>(
+fn parse_col<T, E: std::fmt::Display>(
     row: &sqlx::sqlite::SqliteRow,
     col: &str,
-    parse: impl Fn(&str) -> Result<T>,
+    parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<T> {
     let s: String = row.try_get(col)?;
     parse(&s).map_err(|e| Error::Internal(format!("bad {col} in the database: {e}")))
 }
 
-fn parse_opt<T>(
+fn parse_opt<T, E: std::fmt::Display>(
     row: &sqlx::sqlite::SqliteRow,
     col: &str,
-    parse: impl Fn(&str) -> Result<T>,
+    parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<T>> {
     let s: Option<String> = row.try_get(col)?;
     s.map(|s| parse(&s).map_err(|e| Error::Internal(format!("bad {col} in the database: {e}"))))
@@ -585,7 +585,7 @@ impl Store {
         .bind(app.as_str())
         .fetch_optional(&self.read)
         .await?;
-        id.map(|s| PromotionId::parse(&s)).transpose()
+        Ok(id.map(|s| PromotionId::parse(&s)).transpose()?)
     }
 
     pub(crate) async fn add_event(
@@ -681,7 +681,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        ids.iter().map(|s| PromotionId::parse(s)).collect()
+        Ok(ids
+            .iter()
+            .map(|s| PromotionId::parse(s))
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn promotion(&self, id: &PromotionId) -> Result<Promotion> {

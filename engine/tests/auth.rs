@@ -641,7 +641,10 @@ async fn a_tokens_role_never_exceeds_its_owners() {
     assert_eq!(t.auth.token(&deploy).await.unwrap().role, Role::Deployer);
     let viewer = t.auth.token(&view).await.unwrap();
     assert_eq!(viewer.role, Role::Viewer);
-    assert_eq!(kind(viewer.require(Role::Deployer)), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(viewer.require(Role::Deployer).map_err(Error::from)),
+        ErrorKind::Forbidden
+    );
     viewer.require(Role::Viewer).unwrap();
 
     // A demoted owner's tokens lose what the owner lost; a disabled owner's stop working.

@@ -122,7 +122,7 @@ pub mod ssr {
             "" | "never" => Ok(None),
             days => TokenLifetime::parse(days).map(Some).map_err(|e| {
                 let message = match e {
-                    engine::Error::Invalid { message, .. } => message,
+                    types::Error::Invalid { message, .. } => message,
                     other => other.to_string(),
                 };
                 AppError::Fields(vec![FieldMessage {

@@ -177,6 +177,12 @@ pub(crate) async fn write_audit(
     })
 }
 
+fn audit_result(row: &sqlx::sqlite::SqliteRow) -> Result<AuditResult> {
+    let result: String = row.try_get("result")?;
+    AuditResult::from_columns(&result, row.try_get("detail")?)
+        .ok_or_else(|| Error::Internal(format!("unknown audit result {result:?} in the database")))
+}
+
 impl Store {
     // ---- users ----
 
@@ -699,10 +705,7 @@ impl Store {
                     app: parse_opt(row, "app", AppName::parse)?,
                     action: row.try_get("action")?,
                     target: row.try_get("target")?,
-                    result: AuditResult::from_columns(
-                        row.try_get::<String, _>("result")?.as_str(),
-                        row.try_get("detail")?,
-                    )?,
+                    result: audit_result(row)?,
                 })
             })
             .collect()
