@@ -9,15 +9,13 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
-
-/// Every role, lowest first, as the forms offer them.
-const ROLES: [&str; 3] = ["viewer", "deployer", "admin"];
+use types::Role;
 
 /// One user as the page shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRow {
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub created_ago: String,
     pub created_exact: String,
     pub disabled_ago: Option<String>,
@@ -47,7 +45,7 @@ pub mod ssr {
             .map(|u| UserRow {
                 is_me: u.name == me.user,
                 name: u.name.to_string(),
-                role: u.role.to_string(),
+                role: u.role,
                 created_ago: time::ago(u.created_at, now),
                 created_exact: time::exact(u.created_at),
                 disabled_ago: u.disabled_at.map(|at| time::ago(at, now)),
@@ -206,11 +204,11 @@ pub fn UsersPage() -> impl IntoView {
     .into_any()
 }
 
-/// `<option>`s of every role, `selected` marking one.
-fn role_options(selected: &str) -> impl IntoView {
-    ROLES
+/// `<option>`s of every role, lowest first, `selected` marking one.
+fn role_options(selected: Role) -> impl IntoView {
+    Role::ALL
         .into_iter()
-        .map(|r| view! { <option value=r selected=r == selected>{r}</option> })
+        .map(|r| view! { <option value=r.as_str() selected=r == selected>{r.as_str()}</option> })
         .collect_view()
 }
 
@@ -259,7 +257,7 @@ fn NewUserForm() -> impl IntoView {
                 <div class="field">
                     <label for="user-role">"Role"</label>
                     <select id="user-role" class="input" name="role">
-                        {role_options("viewer")}
+                        {role_options(Role::Viewer)}
                     </select>
                 </div>
                 <div class="field field-submit">
@@ -328,7 +326,7 @@ fn UserRowView(u: UserRow) -> impl IntoView {
                     <input type="hidden" name="username" value=name.clone() />
                     <label for=select_id.clone() class="visually-hidden">{format!("Role of {name}")}</label>
                     <select id=select_id class="input input-small" name="role">
-                        {role_options(&u.role)}
+                        {role_options(u.role)}
                     </select>
                     <button
                         type="submit"
@@ -372,7 +370,7 @@ mod tests {
         let rows = vec![
             UserRow {
                 name: "admin".into(),
-                role: "admin".into(),
+                role: Role::Admin,
                 created_ago: "just now".into(),
                 created_exact: "2026-01-01 00:00:00 UTC".into(),
                 disabled_ago: None,
@@ -381,7 +379,7 @@ mod tests {
             },
             UserRow {
                 name: "bob".into(),
-                role: "viewer".into(),
+                role: Role::Viewer,
                 created_ago: "just now".into(),
                 created_exact: "2026-01-01 00:00:00 UTC".into(),
                 disabled_ago: Some("just now".into()),
