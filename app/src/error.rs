@@ -113,6 +113,14 @@ impl From<types::Error> for AppError {
     }
 }
 
+/// Authentication's refusals and failures, as the engine would report them.
+#[cfg(feature = "ssr")]
+impl From<engine::auth::Error> for AppError {
+    fn from(e: engine::auth::Error) -> Self {
+        AppError::from(engine::Error::from(e))
+    }
+}
+
 #[cfg(feature = "ssr")]
 impl AppError {
     /// Sets the HTTP status of the server function's response to match this error.

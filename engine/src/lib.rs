@@ -5,7 +5,6 @@
 //! It knows nothing of HTTP frameworks or UIs; the Console and the API call [`Engine`].
 
 pub mod artifacts;
-pub mod auth;
 mod engine;
 pub mod error;
 pub mod health;
@@ -18,14 +17,16 @@ pub mod sandbox;
 pub mod store;
 pub mod testing;
 
-// The values shared with the Console and the CLI live in the `types` crate; these keep their
-// paths here (`engine::ids::ReleaseId`, `crate::model::*`, `crate::time::ago`, ...).
+// The values shared with the Console and the CLI live in the `types` crate, authentication in
+// the `auth` crate; these keep their paths here (`engine::ids::ReleaseId`, `crate::model::*`,
+// `crate::time::ago`, `engine::auth::ManualClock`, ...).
+pub use ::auth;
 pub use types::{env, ids, model, names, time};
 
 pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
-    Principal, Role, TokenId, TokenLifetime, User, Username, Via,
+    Principal, Role, TokenId, TokenLifetime, User, UserUpdate, Username, Via,
 };
 pub use engine::{
     Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,

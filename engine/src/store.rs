@@ -14,9 +14,10 @@ use crate::ids::{BuildId, PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
 
-mod auth;
+mod audit;
 
-pub(crate) use auth::write_audit;
+pub(crate) use audit::write_audit;
+use auth::sql::{parse_col, parse_opt, unique_violation};
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -61,35 +62,10 @@ pub(crate) struct ProcessRecord {
     pub start_ticks: Option<i64>,
 }
 
-fn unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .map(|d| d.is_unique_violation())
-        .unwrap_or(false)
-}
-
-fn parse_col<T, E: std::fmt::Display>(
-    row: &sqlx::sqlite::SqliteRow,
-    col: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    parse(&s).map_err(|e| Error::Internal(format!("bad {col} in the database: {e}")))
-}
-
-fn parse_opt<T, E: std::fmt::Display>(
-    row: &sqlx::sqlite::SqliteRow,
-    col: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> Result<Option<T>> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| parse(&s).map_err(|e| Error::Internal(format!("bad {col} in the database: {e}"))))
-        .transpose()
-}
-
 fn state_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<PromotionState> {
-    parse_col(row, col, |s| {
-        PromotionState::parse(s).ok_or_else(|| Error::Internal(format!("unknown state {s}")))
-    })
+    Ok(parse_col(row, col, |s| {
+        PromotionState::parse(s).ok_or_else(|| format!("unknown state {s}"))
+    })?)
 }
 
 fn env_from_json(s: &str) -> Result<Environment> {

@@ -3,6 +3,8 @@
 //! own error (`engine::Error: From<types::Error>`); messages are safe to show and never contain
 //! env values.
 
+use std::fmt;
+
 use crate::auth::Role;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,5 +70,47 @@ impl FieldError {
             .map(|e| e.message.as_str())
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+/// The kind of an error (the engine's, authentication's), for mapping to HTTP statuses or exit
+/// codes in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Invalid,
+    NotFound,
+    Conflict,
+    TooLarge,
+    Unprocessable,
+    Internal,
+    Unauthenticated,
+    Forbidden,
+    RateLimited,
+}
+
+impl ErrorKind {
+    /// A refusal of the caller (not signed in, role too low, rate limited) rather than a
+    /// failure: audited as `denied`.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::RateLimited
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Unprocessable => "unprocessable",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
+        })
     }
 }

@@ -26,7 +26,7 @@ pub use auth::{
     TokenLifetime, User, Username, Via,
 };
 pub use env::{EnvChange, EnvDiff, EnvEdit, EnvEditRow, EnvKey, Environment};
-pub use error::{Error, FieldError, Result};
+pub use error::{Error, ErrorKind, FieldError, Result};
 pub use ids::{BuildId, PromotionId, ReleaseId};
 pub use model::*;
 pub use names::{Actor, AppName, ServiceName};

@@ -28,7 +28,7 @@ pub struct UserRow {
 pub mod ssr {
     use super::UserRow;
     use crate::AppError;
-    use engine::{time, Auth, Principal, Role, Username};
+    use engine::{time, Auth, Principal, Role, UserUpdate, Username};
 
     /// The signed-in caller, who must be an admin (the server checks the rule of the server
     /// function too; pages rendered on the server call it directly).
@@ -39,7 +39,7 @@ pub mod ssr {
     pub async fn users(auth: &Auth, me: &Principal) -> Result<Vec<UserRow>, engine::Error> {
         let now = engine::now_ms();
         Ok(auth
-            .list_users()
+            .list_users(me)
             .await?
             .into_iter()
             .map(|u| UserRow {
@@ -72,11 +72,11 @@ pub mod ssr {
     ) -> Result<String, engine::Error> {
         let name = Username::parse(username.trim())?;
         let role = Role::parse(role.trim())?;
-        let user = auth.create_user(&name, password, role, &by.actor()).await?;
+        let user = auth.create_user(by, &name, password, role).await?;
         Ok(user.name.to_string())
     }
 
-    /// Changes a user's role and/or disables or enables it; says what was done.
+    /// Changes a user's role and/or disables or enables it (one change); says what was done.
     pub async fn update(
         auth: &Auth,
         by: &Principal,
@@ -91,23 +91,19 @@ pub mod ssr {
                 message: "nothing to change: give a role or disable or enable the user".into(),
             });
         }
-        // Fails early and readably for an unknown user.
-        auth.user(&name).await?;
-        let by = by.actor();
+        let update = UserUpdate {
+            role,
+            disabled,
+            password: None,
+        };
+        auth.update_user(by, &name, &update).await?;
         let mut done = Vec::new();
         if let Some(role) = role {
-            auth.set_role(&name, role, &by).await?;
             done.push(format!("{name} is now {role}"));
         }
         match disabled {
-            Some(true) => {
-                auth.disable_user(&name, &by).await?;
-                done.push(format!("{name} is disabled"));
-            }
-            Some(false) => {
-                auth.enable_user(&name, &by).await?;
-                done.push(format!("{name} is enabled"));
-            }
+            Some(true) => done.push(format!("{name} is disabled")),
+            Some(false) => done.push(format!("{name} is enabled")),
             None => {}
         }
         Ok(format!("{}.", done.join(" and ")))

@@ -130,6 +130,13 @@ impl From<types::Error> for ApiError {
     }
 }
 
+/// Authentication's refusals and failures, answered as the engine's error would be.
+impl From<auth::Error> for ApiError {
+    fn from(e: auth::Error) -> Self {
+        ApiError::from(engine::Error::from(e))
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         ApiError::from_rejection("JSON body", r.status(), r.body_text())
