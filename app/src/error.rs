@@ -105,6 +105,22 @@ impl From<engine::Error> for AppError {
     }
 }
 
+/// A bad name, ID, role or value, as the engine would report it.
+#[cfg(feature = "ssr")]
+impl From<types::Error> for AppError {
+    fn from(e: types::Error) -> Self {
+        AppError::from(engine::Error::from(e))
+    }
+}
+
+/// Authentication's refusals and failures, as the engine would report them.
+#[cfg(feature = "ssr")]
+impl From<engine::auth::Error> for AppError {
+    fn from(e: engine::auth::Error) -> Self {
+        AppError::from(engine::Error::from(e))
+    }
+}
+
 #[cfg(feature = "ssr")]
 impl AppError {
     /// Sets the HTTP status of the server function's response to match this error.

@@ -6,15 +6,14 @@ use crate::AppError;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use serde::{Deserialize, Serialize};
+use types::PromotionState;
 
 /// The app's newest promotion, with its steps: what the rollout panel shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutView {
     pub id: String,
     pub release: String,
-    /// `running`, `active`, `rolled-back`, `cancelled`, `failed`.
-    pub state: String,
-    pub running: bool,
+    pub state: PromotionState,
     pub actor: String,
     pub reason: Option<String>,
     /// The last lines of output of the process that failed.
@@ -25,7 +24,7 @@ pub struct RolloutView {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::RolloutView;
-    use engine::{AppName, Engine, PromotionState};
+    use engine::{AppName, Engine};
 
     /// The app's newest promotion and its steps, if it was ever promoted.
     pub async fn latest_rollout(
@@ -44,8 +43,7 @@ pub mod ssr {
         Ok(Some(RolloutView {
             id: p.id.to_string(),
             release: p.release.to_string(),
-            state: p.state.to_string(),
-            running: p.state == PromotionState::Running,
+            state: p.state,
             actor: p.actor,
             reason: p.reason,
             failed_output: p.failed_output,
@@ -82,34 +80,34 @@ pub async fn get_rollout(app: String) -> Result<Option<RolloutView>, AppError> {
 
 /// Cancels the app's running rollout; returns the promotion's state once it has ended.
 #[server(endpoint = "cancel_rollout")]
-pub async fn cancel_rollout(app: String) -> Result<String, AppError> {
+pub async fn cancel_rollout(app: String) -> Result<PromotionState, AppError> {
     let ctx = crate::context::console_context_for(engine::Role::Deployer)?;
     let app = crate::context::app_name(&app)?;
     let p = ctx.engine.cancel(&app, &crate::context::actor()?).await?;
-    Ok(p.state.to_string())
+    Ok(p.state)
 }
 
 /// One rollout: title by state, who started it, the reason, the steps, and Cancel.
 #[component]
 pub fn RolloutPanel(app: String, rollout: RolloutView) -> impl IntoView {
-    let (class, title) = match rollout.state.as_str() {
-        "running" => (
+    let (class, title) = match rollout.state {
+        PromotionState::Running => (
             "card rollout rollout-running",
             format!("Promoting {}", rollout.release),
         ),
-        "active" => (
+        PromotionState::Active => (
             "card rollout rollout-active",
             format!("{} promoted", rollout.release),
         ),
-        "rolled-back" => (
+        PromotionState::RolledBack => (
             "card rollout rollout-failed",
             format!("{} rolled back", rollout.release),
         ),
-        "cancelled" => (
+        PromotionState::Cancelled => (
             "card rollout rollout-failed",
             format!("Promotion of {} cancelled", rollout.release),
         ),
-        _ => (
+        PromotionState::Failed => (
             "card rollout rollout-failed",
             format!("Promotion of {} failed", rollout.release),
         ),
@@ -126,7 +124,7 @@ pub fn RolloutPanel(app: String, rollout: RolloutView) -> impl IntoView {
             </details>
         }
     });
-    let cancel_form = rollout.running.then(|| {
+    let cancel_form = (rollout.state == PromotionState::Running).then(|| {
         view! {
             <form method="post" action=CancelRollout::url() data-success="Rollout {}." data-result="cancel-result">
                 <input type="hidden" name="app" value=app.clone() />
@@ -134,7 +132,7 @@ pub fn RolloutPanel(app: String, rollout: RolloutView) -> impl IntoView {
             </form>
         }
     });
-    let state = rollout.state.clone();
+    let state = rollout.state.as_str();
     let who = format!("Promotion {} by {}", rollout.id, rollout.actor);
     view! {
         <section class=class aria-labelledby="rollout-title" data-testid="rollout" data-state=state>

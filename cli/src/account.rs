@@ -1,10 +1,10 @@
 //! Signing in and out, who am I, API tokens and the audit log.
 
-use engine::{ApiToken, AuditRecord, AuditResult, Role, TokenId, TokenLifetime, Username};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
+use types::{ApiToken, AuditRecord, AuditResult, Role, TokenId, TokenLifetime, Username};
 
 use crate::client::{CliError, Client};
 use crate::config::{self, Stored};
@@ -292,9 +292,9 @@ pub async fn list_tokens(ctx: &Ctx, all: bool) -> Result<(), CliError> {
     if ctx.json {
         return ctx.print_json(&tokens);
     }
-    let now = engine::now_ms();
+    let now = types::now_ms();
     let when = |t: Option<i64>, none: &str| {
-        t.map(|t| engine::time::ago(t, now))
+        t.map(|t| types::time::ago(t, now))
             .unwrap_or_else(|| none.to_owned())
     };
     let rows: Vec<Vec<String>> = tokens
@@ -308,13 +308,13 @@ pub async fn list_tokens(ctx: &Ctx, all: bool) -> Result<(), CliError> {
                 t.name.clone(),
                 t.role.to_string(),
                 t.prefix.clone(),
-                engine::time::ago(t.created_at, now),
+                types::time::ago(t.created_at, now),
                 when(t.last_used_at, "never"),
                 match t.expires_at {
                     Some(at) if t.is_expired(now) => {
-                        format!("expired {}", engine::time::ago(at, now))
+                        format!("expired {}", types::time::ago(at, now))
                     }
-                    Some(at) => engine::time::until(at, now),
+                    Some(at) => types::time::until(at, now),
                     None => "never".to_owned(),
                 },
                 when(t.revoked_at, ""),
@@ -351,7 +351,7 @@ pub fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
     TokenLifetime::parse(s)
         .map(|l| Lifetime(Some(l)))
         .map_err(|e| match e {
-            engine::Error::Invalid { message, .. } => message,
+            types::Error::Invalid { message, .. } => message,
             other => other.to_string(),
         })
 }
@@ -383,7 +383,7 @@ pub async fn create_token(
         serde_json::from_value(made).map_err(|e| CliError::Protocol(e.to_string()))?;
     println!("{}", made.token);
     let expires = match made.info.expires_at {
-        Some(at) => format!("expires {}", engine::time::exact(at)),
+        Some(at) => format!("expires {}", types::time::exact(at)),
         None => "never expires".to_owned(),
     };
     eprintln!(
@@ -432,14 +432,14 @@ pub async fn audit(
     if ctx.json {
         return ctx.print_json(&page.entries);
     }
-    let now = engine::now_ms();
+    let now = types::now_ms();
     let rows: Vec<Vec<String>> = page
         .entries
         .iter()
         .map(|e| {
             vec![
                 e.seq.to_string(),
-                engine::time::ago(e.at, now),
+                types::time::ago(e.at, now),
                 e.actor.clone(),
                 e.action.clone(),
                 e.app.as_ref().map(|a| a.to_string()).unwrap_or_default(),

@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
+use types::api::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -28,8 +29,8 @@ pub enum CliError {
     Protocol(String),
 }
 
-impl From<engine::Error> for CliError {
-    fn from(e: engine::Error) -> Self {
+impl From<types::Error> for CliError {
+    fn from(e: types::Error) -> Self {
         CliError::Usage(e.to_string())
     }
 }
@@ -40,17 +41,6 @@ pub struct Client {
     token: Option<String>,
     /// Appended to the "not signed in" message (starts with a separator, or is empty).
     hint: String,
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
 }
 
 impl Client {

@@ -7,7 +7,6 @@ mod output;
 
 use clap::{Args, Parser, Subcommand};
 use client::{CliError, Client};
-use engine::{Build, EnvChange, Promotion, PromotionDetail, PromotionState, Release};
 use output::{table, Style};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,6 +15,7 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use types::{Build, EnvChange, Promotion, PromotionDetail, PromotionState, Release};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -221,7 +221,7 @@ struct ReleaseItem {
 
 #[derive(Deserialize, Debug)]
 struct AppsPage {
-    apps: Vec<engine::AppSummary>,
+    apps: Vec<types::AppSummary>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -379,7 +379,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Apps {
             action: Some(AppsCmd::Create { name }),
         } => {
-            let app: engine::App = ctx.client.post("/apps", &json!({ "name": name })).await?;
+            let app: types::App = ctx.client.post("/apps", &json!({ "name": name })).await?;
             if ctx.json {
                 ctx.print_json(&app)
             } else {
@@ -448,7 +448,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             ..
         } => match action {
             EnvCmd::Get { key } => {
-                engine::EnvKey::parse(&key)?;
+                types::EnvKey::parse(&key)?;
                 let view: EnvView = ctx
                     .client
                     .get(
@@ -477,7 +477,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
                         .read_to_string(&mut input)
                         .map_err(|e| CliError::Failed(format!("reading standard input: {e}")))?;
                     // Validated as a whole block so that errors name the line.
-                    let parsed = engine::Environment::parse(&input)?;
+                    let parsed = types::Environment::parse(&input)?;
                     lines.extend(parsed.iter().map(|(k, v)| format!("{k}={v}")));
                 }
                 if lines.is_empty() {
@@ -501,7 +501,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
                     ));
                 }
                 for k in &keys {
-                    engine::EnvKey::parse(k)?;
+                    types::EnvKey::parse(k)?;
                 }
                 let body = json!({ "unset": keys, "promote": promote, "timeout": wait.timeout });
                 env_change(ctx, body, wait).await
@@ -539,7 +539,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             if ctx.json {
                 return ctx.print_json(&builds);
             }
-            let now = engine::now_ms();
+            let now = types::now_ms();
             let rows: Vec<Vec<String>> = builds
                 .iter()
                 .map(|b| {
@@ -550,7 +550,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
                             .as_ref()
                             .map(|r| r.to_string())
                             .unwrap_or_default(),
-                        engine::time::ago(b.created_at, now),
+                        types::time::ago(b.created_at, now),
                         b.description.clone(),
                     ]
                 })
@@ -637,7 +637,7 @@ async fn releases(ctx: &Ctx, limit: u32) -> Result<(), CliError> {
     if ctx.json {
         return ctx.print_json(&page.releases);
     }
-    let now = engine::now_ms();
+    let now = types::now_ms();
     let rows: Vec<Vec<String>> = page
         .releases
         .iter()
@@ -646,7 +646,7 @@ async fn releases(ctx: &Ctx, limit: u32) -> Result<(), CliError> {
                 r.id.clone(),
                 r.status.clone(),
                 r.build.clone().unwrap_or_default(),
-                engine::time::ago(r.created_at, now),
+                types::time::ago(r.created_at, now),
                 r.description.clone(),
             ]
         })
@@ -693,8 +693,8 @@ async fn release_info(ctx: &Ctx, id: &str) -> Result<(), CliError> {
     );
     println!(
         "Created      {} ({}) by {}",
-        engine::time::ago(r.created_at, engine::now_ms()),
-        engine::time::exact(r.created_at),
+        types::time::ago(r.created_at, types::now_ms()),
+        types::time::exact(r.created_at),
         r.created_by
     );
     println!("Description  {}", r.description);
@@ -748,11 +748,14 @@ async fn env_change(ctx: &Ctx, body: serde_json::Value, wait: WaitArgs) -> Resul
 async fn build(ctx: &Ctx, args: &BuildArgs) -> Result<BuildCreated, CliError> {
     let app = ctx.app()?.to_owned();
     let dir = args.dir.clone();
-    let archive = tokio::task::spawn_blocking(move || engine::artifacts::pack_dir(&dir))
+    let archive = tokio::task::spawn_blocking(move || types::pack::pack_dir(&dir))
         .await
         .map_err(|e| CliError::Failed(e.to_string()))??;
     let mut query = Vec::new();
-    let git = engine::artifacts::git_description(&args.dir).await;
+    let dir = args.dir.clone();
+    let git = tokio::task::spawn_blocking(move || types::pack::git_description(&dir))
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     match (&args.description, &git) {
         (Some(d), _) => query.push(("description", d.clone())),
         (None, Some((_, d))) => query.push(("description", d.clone())),

@@ -16,7 +16,6 @@ mod security_tests;
 mod unpack;
 mod upload;
 
-use flate2::write::GzEncoder;
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -419,97 +418,24 @@ impl Artifacts {
     }
 }
 
-/// Packs a directory as a reproducible `.tar.gz` (sorted, mtime 0), leaving out `.git` and
-/// what `.gitignore` files exclude.
+/// Packs a directory as a reproducible `.tar.gz` (see [`types::pack::pack_dir`]).
 pub fn pack_dir(dir: &Path) -> Result<Vec<u8>> {
-    if !dir.is_dir() {
-        return Err(Error::invalid(
-            "source",
-            format!("{} is not a directory", dir.display()),
-        ));
-    }
-    let mut files = Vec::new();
-    let walker = ignore::WalkBuilder::new(dir)
-        .hidden(false)
-        .git_ignore(true)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .filter_entry(|e| e.file_name() != ".git")
-        .build();
-    for entry in walker {
-        let entry = entry.map_err(|e| Error::Internal(format!("walking the source: {e}")))?;
-        if entry.file_type().is_some_and(|t| t.is_file()) {
-            files.push(entry.into_path());
-        }
-    }
-    files.sort();
-    let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), flate2::Compression::default()));
-    for path in files {
-        let rel = path
-            .strip_prefix(dir)
-            .map_err(|e| Error::Internal(format!("packing {}: {e}", path.display())))?;
-        let meta =
-            std::fs::metadata(&path).map_err(Error::io(format!("reading {}", path.display())))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(meta.len());
-        header.set_mtime(0);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            header.set_mode(meta.permissions().mode() & 0o777);
-        }
-        header.set_entry_type(tar::EntryType::Regular);
-        let mut file =
-            std::fs::File::open(&path).map_err(Error::io(format!("reading {}", path.display())))?;
-        let mut contents = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut contents)
-            .map_err(Error::io(format!("reading {}", path.display())))?;
-        builder
-            .append_data(&mut header, rel, contents.as_slice())
-            .map_err(Error::io(format!("packing {}", path.display())))?;
-    }
-    let gz = builder
-        .into_inner()
-        .map_err(Error::io("packing the source"))?;
-    gz.finish().map_err(Error::io("compressing the source"))
+    Ok(types::pack::pack_dir(dir)?)
 }
 
-/// `build <10-char sha> <subject>` when `dir` is a clean git work tree, else `None`.
+/// `build <10-char sha> <subject>` when `dir` is a clean git work tree, else `None` (see
+/// [`types::pack::git_description`], run on a blocking thread).
 pub async fn git_description(dir: &Path) -> Option<(String, String)> {
-    let git = |args: &[&str]| {
-        tokio::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-    };
-    let status = git(&["status", "--porcelain"]).await.ok()?;
-    if !status.status.success() || !status.stdout.is_empty() {
-        return None;
-    }
-    let log = git(&["log", "-1", "--format=%H%n%s"]).await.ok()?;
-    if !log.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&log.stdout);
-    let mut lines = text.lines();
-    let sha = lines.next()?.trim().to_owned();
-    let subject = lines.next().unwrap_or("").trim().to_owned();
-    if sha.len() < 10 {
-        return None;
-    }
-    let description = format!("build {} {}", &sha[..10], subject)
-        .trim_end()
-        .to_owned();
-    Some((sha, description))
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || types::pack::git_description(&dir))
+        .await
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::read::GzDecoder;
 
     /// Artifacts over `data` with the default limits and the server's sandbox.
     async fn artifacts_in(data: &Path) -> Artifacts {
@@ -531,30 +457,6 @@ mod tests {
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
-    }
-
-    #[test]
-    fn pack_is_reproducible_and_respects_gitignore() {
-        let src = tempfile::tempdir().unwrap();
-        write(
-            src.path(),
-            "slipway.yml",
-            "services:\n  web:\n    command: x\n",
-        );
-        write(src.path(), "a/b.txt", "b");
-        write(src.path(), ".gitignore", "secret.txt\n");
-        write(src.path(), "secret.txt", "nope");
-        write(src.path(), ".git/config", "nope");
-        let one = pack_dir(src.path()).unwrap();
-        let two = pack_dir(src.path()).unwrap();
-        assert_eq!(one, two);
-        let mut names: Vec<String> = tar::Archive::new(GzDecoder::new(one.as_slice()))
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        names.sort();
-        assert_eq!(names, [".gitignore", "a/b.txt", "slipway.yml"]);
     }
 
     #[tokio::test]

@@ -737,7 +737,7 @@ impl Engine {
         // Only a well-formed key is named in the log.
         let (audit, result) =
             match crate::env::EnvKey::parse(key) {
-                Err(e) => (audit, Err(e)),
+                Err(e) => (audit, Err(e.into())),
                 Ok(key) => {
                     let audit = audit.target(format!("{release} {key}"));
                     let result =

@@ -1,7 +1,7 @@
 //! The engine's one error type. Callers (the Console, the JSON API) map [`Error::kind`] to
 //! their own status codes; messages are safe to show to users and never contain env values.
 
-use std::fmt;
+pub use types::{ErrorKind, FieldError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -56,66 +56,50 @@ pub enum Error {
     /// message never says whether a user exists.
     #[error("{0}")]
     Unauthenticated(String),
-    /// The caller is known but its role is too low for what it asked.
-    #[error("this needs the {needed} role")]
-    Forbidden { needed: String },
+    /// The caller is known but may not do what it asked ("this needs the deployer role").
+    #[error("{0}")]
+    Forbidden(String),
     /// Too many failed sign-in attempts; try again after `retry_after_secs`.
     #[error("too many failed sign-in attempts; try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
 }
 
-/// What is wrong with one field of a submission. `field` is the submission's own name for it
-/// (`rows.2.key`, `paste`, ...); `message` is for people and never contains a secret value.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
+/// The shared values' errors (a bad name, ID, key, role, environment; packing a directory) as
+/// the engine's.
+impl From<types::Error> for Error {
+    fn from(e: types::Error) -> Self {
+        match e {
+            types::Error::Invalid { field, message } => Error::Invalid { field, message },
+            types::Error::Fields(fields) => Error::Fields(fields),
+            types::Error::TooLarge { what, limit } => Error::TooLarge { what, limit },
+            e @ types::Error::Forbidden { .. } => Error::Forbidden(e.to_string()),
+            types::Error::Io { context, source } => Error::Io { context, source },
         }
     }
+}
 
-    fn join(errors: &[FieldError]) -> String {
-        errors
-            .iter()
-            .map(|e| e.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ")
+/// Authentication's errors as the engine's: what the server and the Console map to statuses.
+impl From<auth::Error> for Error {
+    fn from(e: auth::Error) -> Self {
+        match e {
+            auth::Error::Invalid { field, message } => Error::Invalid { field, message },
+            auth::Error::NotFound { what, id } => Error::NotFound { what, id },
+            auth::Error::Conflict(m) => Error::Conflict(m),
+            auth::Error::Unauthenticated(m) => Error::Unauthenticated(m),
+            auth::Error::Forbidden(m) => Error::Forbidden(m),
+            auth::Error::RateLimited { retry_after_secs } => {
+                Error::RateLimited { retry_after_secs }
+            }
+            auth::Error::Database(e) => Error::Database(e),
+            auth::Error::Internal(m) => Error::Internal(m),
+        }
     }
 }
 
-/// The kind of an error, for mapping to HTTP statuses or exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    Invalid,
-    NotFound,
-    Conflict,
-    TooLarge,
-    Unprocessable,
-    Internal,
-    Unauthenticated,
-    Forbidden,
-    RateLimited,
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ErrorKind::Invalid => "invalid",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::Conflict => "conflict",
-            ErrorKind::TooLarge => "too_large",
-            ErrorKind::Unprocessable => "unprocessable",
-            ErrorKind::Internal => "internal",
-            ErrorKind::Unauthenticated => "unauthenticated",
-            ErrorKind::Forbidden => "forbidden",
-            ErrorKind::RateLimited => "rate_limited",
-        })
+/// Refusals of the caller are audited as `denied`, other errors as `failed`.
+impl types::Refusal for Error {
+    fn is_refusal(&self) -> bool {
+        self.kind().is_refusal()
     }
 }
 
@@ -135,7 +119,7 @@ impl Error {
                 ErrorKind::Internal
             }
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
-            Error::Forbidden { .. } => ErrorKind::Forbidden,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::RateLimited { .. } => ErrorKind::RateLimited,
         }
     }

@@ -4,35 +4,31 @@
 //!
 //! It knows nothing of HTTP frameworks or UIs; the Console and the API call [`Engine`].
 
-#[macro_use]
-mod newtype;
-
 pub mod artifacts;
-pub mod auth;
 mod coordinator;
 mod engine;
-pub mod env;
 pub mod error;
 pub mod health;
-pub mod ids;
 pub mod lock;
 pub mod manifest;
-pub mod model;
-pub mod names;
 pub mod redact;
 pub mod router;
 pub mod runtime;
 pub mod sandbox;
-pub mod step;
 pub mod store;
 pub mod testing;
-pub mod time;
 pub mod traffic;
+
+// The values shared with the Console and the CLI live in the `types` crate, authentication in
+// the `auth` crate; these keep their paths here (`engine::ids::ReleaseId`, `crate::model::*`,
+// `crate::time::ago`, `engine::auth::ManualClock`, ...).
+pub use ::auth;
+pub use types::{env, ids, model, names, step, time};
 
 pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{
     ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Auth, AuthConfig, LoginOk,
-    Principal, Role, TokenId, TokenLifetime, User, Username, Via,
+    Principal, Role, TokenId, TokenLifetime, User, UserUpdate, Username, Via,
 };
 pub use engine::{
     Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,

@@ -15,9 +15,10 @@ use crate::model::*;
 use crate::names::{Actor, AppName};
 use crate::step::Step;
 
-mod auth;
+mod audit;
 
-pub(crate) use auth::write_audit;
+pub(crate) use audit::write_audit;
+use auth::sql::{parse_col, parse_opt, unique_violation};
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -62,35 +63,10 @@ pub(crate) struct ProcessRecord {
     pub start_ticks: Option<i64>,
 }
 
-fn unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .map(|d| d.is_unique_violation())
-        .unwrap_or(false)
-}
-
-fn parse_col<T>(
-    row: &sqlx::sqlite::SqliteRow,
-    col: &str,
-    parse: impl Fn(&str) -> Result<T>,
-) -> Result<T> {
-    let s: String = row.try_get(col)?;
-    parse(&s).map_err(|e| Error::Internal(format!("bad {col} in the database: {e}")))
-}
-
-fn parse_opt<T>(
-    row: &sqlx::sqlite::SqliteRow,
-    col: &str,
-    parse: impl Fn(&str) -> Result<T>,
-) -> Result<Option<T>> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| parse(&s).map_err(|e| Error::Internal(format!("bad {col} in the database: {e}"))))
-        .transpose()
-}
-
 fn state_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<PromotionState> {
-    parse_col(row, col, |s| {
-        PromotionState::parse(s).ok_or_else(|| Error::Internal(format!("unknown state {s}")))
-    })
+    Ok(parse_col(row, col, |s| {
+        PromotionState::parse(s).ok_or_else(|| format!("unknown state {s}"))
+    })?)
 }
 
 fn env_from_json(s: &str) -> Result<Environment> {
@@ -586,7 +562,7 @@ impl Store {
         .bind(app.as_str())
         .fetch_optional(&self.read)
         .await?;
-        id.map(|s| PromotionId::parse(&s)).transpose()
+        Ok(id.map(|s| PromotionId::parse(&s)).transpose()?)
     }
 
     pub(crate) async fn add_event(
@@ -686,7 +662,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        ids.iter().map(|s| PromotionId::parse(s)).collect()
+        Ok(ids
+            .iter()
+            .map(|s| PromotionId::parse(s))
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn promotion(&self, id: &PromotionId) -> Result<Promotion> {

@@ -11,6 +11,18 @@ pub use fake::{Behaviour, FakeRuntime, LiveInstance};
 /// The entry types of [`ArchiveEntry::special`].
 pub use tar::EntryType;
 
+/// Keeps the calling test's runtime busy, so that tokio's paused clock never jumps ahead on
+/// its own (it would whenever the test waits on SQLite's thread, firing timeouts that real
+/// time would never reach): with `tokio::time::pause()`, time then moves only when the test
+/// calls `tokio::time::advance`. Call it from a `#[tokio::test(start_paused = true)]`.
+pub fn freeze_time() {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
 /// `examples/hello` of this repository.
 pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")

@@ -4,7 +4,7 @@
 //! write fail the way a full disk would.
 
 use engine::router::SetView;
-use engine::testing::{example_copy, Behaviour, FakeRuntime};
+use engine::testing::{example_copy, freeze_time, Behaviour, FakeRuntime};
 use engine::*;
 use std::future::Future;
 use std::path::Path;
@@ -13,16 +13,6 @@ use std::time::Duration;
 
 /// Every wait is bounded by this much real (wall-clock) time.
 const REAL_WAIT: Duration = Duration::from_secs(60);
-
-/// Keeps the test's runtime busy, so that tokio's paused clock never jumps ahead on its own
-/// (it would whenever the test waits on SQLite's thread): time moves only with `advance`.
-fn freeze_time() {
-    tokio::spawn(async {
-        loop {
-            tokio::task::yield_now().await;
-        }
-    });
-}
 
 /// `f`, bounded by real time (tokio's clock is frozen).
 async fn within<F: Future>(what: &str, f: F) -> F::Output {

@@ -203,7 +203,8 @@ pub async fn serve(
     }
     if let Some(password) = auth
         .bootstrap_admin(config.admin_password.as_deref())
-        .await?
+        .await
+        .map_err(engine::Error::from)?
     {
         // Shown once: the database keeps only its argon2 hash.
         tracing::warn!(

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
+use types::PromotionState;
 
 /// One row of the Apps page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,8 +14,8 @@ pub struct AppRow {
     pub name: String,
     pub active_release: Option<String>,
     pub release_count: i64,
-    /// `promoting`, `rolled-back`, ... of the newest promotion.
-    pub rollout: Option<String>,
+    /// The state of the newest promotion (running while one runs).
+    pub rollout: Option<PromotionState>,
     pub last_change: Option<String>,
     pub last_change_ago: Option<String>,
     pub last_change_exact: Option<String>,
@@ -40,7 +41,7 @@ pub struct ServerInfo {
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use super::{AppRow, ServerInfo};
+    use super::{AppRow, PromotionState, ServerInfo};
     use engine::time;
     use engine::{Actor, AppName, BuildSource, Engine, PromoteOptions};
     use std::path::Path;
@@ -78,9 +79,9 @@ pub mod ssr {
                 active_release: a.app.active_release.map(|r| r.to_string()),
                 release_count: a.release_count,
                 rollout: if a.running_promotion.is_some() {
-                    Some("promoting".into())
+                    Some(PromotionState::Running)
                 } else {
-                    a.last_promotion_state.map(|s| s.to_string())
+                    a.last_promotion_state
                 },
                 last_change: a.last_change,
                 last_change_ago: a.last_change_at.map(|t| time::ago(t, now)),
@@ -237,6 +238,14 @@ fn EmptyState(can_deploy: bool) -> impl IntoView {
     }
 }
 
+/// The Rollout column: `promoting` while one runs, else the newest promotion's state.
+fn rollout_word(state: PromotionState) -> &'static str {
+    match state {
+        PromotionState::Running => "promoting",
+        other => other.as_str(),
+    }
+}
+
 #[component]
 fn AppsTable(apps: Vec<AppRow>) -> impl IntoView {
     view! {
@@ -259,7 +268,7 @@ fn AppsTable(apps: Vec<AppRow>) -> impl IntoView {
                                 <tr>
                                     <th scope="row"><a href=href>{a.name.clone()}</a></th>
                                     <td><code>{a.active_release.unwrap_or_else(|| "none".into())}</code></td>
-                                    <td>{a.rollout.unwrap_or_default()}</td>
+                                    <td>{a.rollout.map(rollout_word).unwrap_or_default()}</td>
                                     <td>
                                         {a.last_change.unwrap_or_default()} " "
                                         <span class="muted" title=a.last_change_exact.unwrap_or_default()>

@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
+use types::AuditResult;
 
 /// Entries per page.
 pub const ENTRIES_PER_PAGE: u32 = 50;
@@ -21,10 +22,8 @@ pub struct AuditRow {
     pub app: Option<String>,
     pub action: String,
     pub target: Option<String>,
-    /// `ok`, `denied` or `failed`.
-    pub result: String,
-    /// Why it failed (an error message, never a secret).
-    pub detail: Option<String>,
+    /// How it ended; a failure says why (an error message, never a secret).
+    pub result: AuditResult,
 }
 
 /// One page of the audit log.
@@ -93,7 +92,7 @@ fn encode(s: &str) -> String {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::{AuditData, AuditRow, ENTRIES_PER_PAGE};
-    use engine::{time, Actor, AppName, AuditFilter, AuditResult, Auth};
+    use engine::{time, Actor, AppName, AuditFilter, Auth};
 
     /// Longest actor and action filters accepted.
     const ACTOR_MAX: usize = 64;
@@ -162,11 +161,7 @@ pub mod ssr {
                 app: r.app.map(|a| a.to_string()),
                 action: r.action,
                 target: r.target,
-                result: r.result.as_str().to_owned(),
-                detail: match r.result {
-                    AuditResult::Failed(d) if !d.is_empty() => Some(d),
-                    _ => None,
-                },
+                result: r.result,
             })
             .collect();
         let next_before = if more {
@@ -282,11 +277,11 @@ fn AuditFilters(query: AuditQuery) -> impl IntoView {
 }
 
 /// The result of an entry, styled by how it ended.
-fn result_class(result: &str) -> &'static str {
+fn result_class(result: &AuditResult) -> &'static str {
     match result {
-        "ok" => "status status-ok",
-        "denied" => "status status-denied",
-        _ => "status status-failed",
+        AuditResult::Ok => "status status-ok",
+        AuditResult::Denied => "status status-denied",
+        AuditResult::Failed(_) => "status status-failed",
     }
 }
 
@@ -332,12 +327,14 @@ fn AuditTable(data: AuditData, query: AuditQuery) -> impl IntoView {
                         .into_iter()
                         .map(|r| {
                             let class = result_class(&r.result);
-                            let result_attr = r.result.clone();
+                            let result_word = r.result.as_str();
                             let detail = r
-                                .detail
-                                .map(|d| view! { <br /><span class="muted small">{d}</span> });
+                                .result
+                                .detail()
+                                .filter(|d| !d.is_empty())
+                                .map(|d| view! { <br /><span class="muted small">{d.to_owned()}</span> });
                             view! {
-                                <tr data-seq=r.seq data-result=result_attr>
+                                <tr data-seq=r.seq data-result=result_word>
                                     <td>
                                         <span title=r.at_exact.clone()>{r.at_ago}</span>
                                         <br />
@@ -347,7 +344,7 @@ fn AuditTable(data: AuditData, query: AuditQuery) -> impl IntoView {
                                     <td>{r.app.map(|a| view! { <code>{a}</code> })}</td>
                                     <td><code>{r.action}</code></td>
                                     <td class="audit-target">{r.target.map(|t| view! { <code>{t}</code> })}</td>
-                                    <td><span class=class>{r.result}</span>{detail}</td>
+                                    <td><span class=class>{result_word}</span>{detail}</td>
                                 </tr>
                             }
                         })
@@ -399,7 +396,7 @@ mod tests {
 
     #[test]
     fn table_rows_carry_their_seq_and_paging_keeps_filters() {
-        let row = |seq: i64, result: &str| AuditRow {
+        let row = |seq: i64, result: AuditResult| AuditRow {
             seq,
             at_ago: "just now".into(),
             at_exact: "2026-01-01 00:00:00 UTC".into(),
@@ -407,11 +404,13 @@ mod tests {
             app: Some("hello".into()),
             action: "release.promote".into(),
             target: Some("RABCDEFGHIJ".into()),
-            result: result.into(),
-            detail: (result == "failed").then(|| "it broke".to_string()),
+            result,
         };
         let data = AuditData {
-            rows: vec![row(9, "ok"), row(8, "failed")],
+            rows: vec![
+                row(9, AuditResult::Ok),
+                row(8, AuditResult::Failed("it broke".into())),
+            ],
             next_before: Some(8),
         };
         let query = AuditQuery {

@@ -114,9 +114,9 @@ pub mod ssr {
 
     /// The release the editor was opened on (empty: the app had none).
     pub fn base_id(base: &str) -> Result<Option<ReleaseId>, engine::Error> {
-        (!base.is_empty())
+        Ok((!base.is_empty())
             .then(|| ReleaseId::parse(base))
-            .transpose()
+            .transpose()?)
     }
 
     pub fn preview(old: &Environment, new: &Environment) -> EnvPreview {

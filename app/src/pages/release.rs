@@ -11,11 +11,12 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::{components::A, hooks::use_params_map};
 use serde::{Deserialize, Serialize};
+use types::PromotionState;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromotionView {
     pub id: String,
-    pub state: String,
+    pub state: PromotionState,
     pub actor: String,
     pub started_exact: String,
     pub reason: Option<String>,
@@ -70,7 +71,7 @@ pub mod ssr {
             .into_iter()
             .map(|d| PromotionView {
                 id: d.promotion.id.to_string(),
-                state: d.promotion.state.to_string(),
+                state: d.promotion.state,
                 actor: d.promotion.actor,
                 started_exact: time::exact(d.promotion.started_at),
                 reason: d.promotion.reason,
@@ -229,11 +230,11 @@ fn ReleaseView(detail: ReleaseDetail) -> impl IntoView {
             .map(|p| {
                 let reason = p.reason.map(|r| view! { <p class="rollout-reason">{r}</p> });
                 let output = p.failed_output.map(|o| view! { <pre class="output">{o}</pre> });
-                let state = p.state.clone();
+                let state = p.state.as_str();
                 view! {
                     <details class="promotion" data-state=state>
                         <summary>
-                            <code>{p.id}</code> " " <strong>{p.state}</strong>
+                            <code>{p.id}</code> " " <strong>{state}</strong>
                             {format!(" — by {}, {}", p.actor, p.started_exact)}
                         </summary>
                         {reason}

@@ -9,6 +9,7 @@ use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
+use types::PromotionState;
 
 /// Releases per page.
 pub const PAGE_SIZE: u32 = 50;
@@ -19,7 +20,8 @@ pub struct ReleaseRow {
     /// `active`, `promoting`, `rolled back: <reason>`, ...
     pub status: String,
     pub active: bool,
-    pub promoting: bool,
+    /// The state of its newest promotion, if it was ever promoted.
+    pub last_state: Option<PromotionState>,
     pub build: Option<String>,
     pub created_ago: String,
     pub created_exact: String,
@@ -28,6 +30,24 @@ pub struct ReleaseRow {
     pub description: String,
     /// What promoting it would change compared with the active release.
     pub changes: Vec<String>,
+}
+
+impl ReleaseRow {
+    /// Whether a promotion of it is running.
+    pub fn promoting(&self) -> bool {
+        self.last_state == Some(PromotionState::Running)
+    }
+
+    /// The class of its STATUS: active, promoting, nothing to say (never promoted, or active
+    /// once), or how its last promotion failed.
+    fn status_class(&self) -> &'static str {
+        match (self.active, self.last_state) {
+            (true, _) => "status status-active",
+            (false, Some(PromotionState::Running)) => "status status-running",
+            (false, None | Some(PromotionState::Active)) => "status",
+            (false, Some(_)) => "status status-failed",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +67,7 @@ pub struct ReleasesPage {
 pub mod ssr {
     use super::{ReleaseRow, ReleasesPage, PAGE_SIZE};
     use engine::time;
-    use engine::{AppName, Engine, PromotionState};
+    use engine::{AppName, Engine};
 
     pub async fn releases_page(
         engine: &Engine,
@@ -68,10 +88,7 @@ pub mod ssr {
                 id: i.release.id.to_string(),
                 status: i.status(),
                 active: i.active,
-                promoting: i
-                    .last_promotion
-                    .as_ref()
-                    .is_some_and(|p| p.state == PromotionState::Running),
+                last_state: i.last_promotion.as_ref().map(|p| p.state),
                 build: i.release.build.as_ref().map(|b| b.to_string()),
                 created_ago: time::ago(i.release.created_at, now),
                 created_exact: time::exact(i.release.created_at),
@@ -255,16 +272,8 @@ fn ReleasesTable(page: ReleasesPage) -> impl IntoView {
                         .into_iter()
                         .map(|r| {
                             let app = page.app.clone();
-                            let status_class = if r.active {
-                                "status status-active"
-                            } else if r.promoting {
-                                "status status-running"
-                            } else if r.status.is_empty() {
-                                "status"
-                            } else {
-                                "status status-failed"
-                            };
-                            let can_promote = page.can_deploy && !r.active && !r.promoting && r.build.is_some();
+                            let status_class = r.status_class();
+                            let can_promote = page.can_deploy && !r.active && !r.promoting() && r.build.is_some();
                             let who = match &r.promoted_by {
                                 Some(p) => format!("created by {}, promoted by {p}", r.created_by),
                                 None => format!("created by {}", r.created_by),

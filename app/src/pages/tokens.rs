@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
+use types::Role;
 
 /// One token as the page shows it: never its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ pub struct TokenRow {
     pub id: String,
     pub owner: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     /// `slw_` and the first 4 characters.
     pub prefix: String,
     pub created_ago: String,
@@ -52,7 +53,7 @@ pub struct TokensData {
     /// Whether these are everyone's tokens (an admin's view, with an owner column).
     pub everyone: bool,
     /// The roles the caller may give a new token: its own and the ones below.
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
 }
 
 #[cfg(feature = "ssr")]
@@ -80,7 +81,7 @@ pub mod ssr {
             id: t.id.to_string(),
             owner: t.owner.to_string(),
             name: t.name,
-            role: t.role.to_string(),
+            role: t.role,
             prefix: t.prefix,
             created_ago: time::ago(t.created_at, now),
             created_exact: time::exact(t.created_at),
@@ -96,10 +97,9 @@ pub mod ssr {
     /// The caller's tokens, or everyone's for an admin, newest first.
     pub async fn tokens(auth: &Auth, by: &Principal) -> Result<TokensData, engine::Error> {
         let everyone = by.role.allows(Role::Admin);
-        let owner = (!everyone).then_some(&by.user);
         let now = engine::now_ms();
         let rows = auth
-            .list_tokens(owner)
+            .list_tokens(by, everyone)
             .await?
             .into_iter()
             .map(|t| row(t, by, now))
@@ -110,7 +110,6 @@ pub mod ssr {
             roles: Role::ALL
                 .into_iter()
                 .filter(|r| by.role.allows(*r))
-                .map(|r| r.to_string())
                 .collect(),
         })
     }
@@ -122,7 +121,7 @@ pub mod ssr {
             "" | "never" => Ok(None),
             days => TokenLifetime::parse(days).map(Some).map_err(|e| {
                 let message = match e {
-                    engine::Error::Invalid { message, .. } => message,
+                    types::Error::Invalid { message, .. } => message,
                     other => other.to_string(),
                 };
                 AppError::Fields(vec![FieldMessage {
@@ -134,8 +133,9 @@ pub mod ssr {
         }
     }
 
-    /// Creates a token for the caller with at most the caller's role, living `expires_in_days`
-    /// (see [`lifetime`]); returns the plain token.
+    /// Creates a token for the caller (at most the caller's role: the rule is
+    /// [`Auth::create_token`]'s), living `expires_in_days` (see [`lifetime`]); returns the plain
+    /// token.
     pub async fn create(
         auth: &Auth,
         by: &Principal,
@@ -145,27 +145,14 @@ pub mod ssr {
     ) -> Result<String, AppError> {
         let lifetime = lifetime(expires_in_days)?;
         let role = Role::parse(role.trim())?;
-        if !by.role.allows(role) {
-            return Err(AppError::Forbidden(format!(
-                "a token cannot have a higher role than yours ({})",
-                by.role
-            ))
-            .with_status());
-        }
-        let (_, plain) = auth.create_token(&by.user, name, role, lifetime).await?;
+        let (_, plain) = auth.create_token(by, name, Some(role), lifetime).await?;
         Ok(plain)
     }
 
     /// Revokes a token of the caller's (any token for an admin). Someone else's token is
-    /// "not found" to a non-admin.
+    /// "not found" to a non-admin (the rule is [`Auth::revoke_token`]'s).
     pub async fn revoke(auth: &Auth, by: &Principal, id: &str) -> Result<String, AppError> {
         let id = engine::TokenId::parse(id)?;
-        if !by.role.allows(Role::Admin) {
-            let own = auth.list_tokens(Some(&by.user)).await?;
-            if !own.iter().any(|t| t.id == id) {
-                return Err(AppError::NotFound(format!("token {id}")).with_status());
-            }
-        }
         auth.revoke_token(&id, by).await?;
         Ok(id.to_string())
     }
@@ -334,7 +321,7 @@ fn field_error(field: &'static str) -> Option<String> {
 }
 
 #[component]
-fn NewTokenForm(roles: Vec<String>) -> impl IntoView {
+fn NewTokenForm(roles: Vec<Role>) -> impl IntoView {
     let expires_error = field_error("expires_in_days");
     let expires_invalid = expires_error.is_some().then_some("true");
     view! {
@@ -365,7 +352,7 @@ fn NewTokenForm(roles: Vec<String>) -> impl IntoView {
                     <select id="token-role" class="input" name="role">
                         {roles
                             .into_iter()
-                            .map(|r| view! { <option value=r.clone()>{r.clone()}</option> })
+                            .map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> })
                             .collect_view()}
                     </select>
                 </div>
@@ -473,7 +460,7 @@ fn TokenRowView(t: TokenRow, everyone: bool) -> impl IntoView {
                 <code class="muted small">{t.id.clone()}</code>
             </th>
             {everyone.then(|| view! { <td>{t.owner.clone()}</td> })}
-            <td>{t.role.clone()}</td>
+            <td>{t.role.as_str()}</td>
             <td><code>{format!("{}…", t.prefix)}</code></td>
             <td><span title=t.created_exact.clone()>{t.created_ago.clone()}</span></td>
             <td>{last_used}</td>
@@ -511,7 +498,7 @@ mod tests {
             id: id.into(),
             owner: "alice".into(),
             name: "ci".into(),
-            role: "deployer".into(),
+            role: Role::Deployer,
             prefix: "slw_abcd".into(),
             created_ago: "just now".into(),
             created_exact: "2026-01-01 00:00:00 UTC".into(),
@@ -534,7 +521,7 @@ mod tests {
                 token("TBBBBBBBBBB", true, false),
             ],
             everyone: true,
-            roles: vec!["viewer".into()],
+            roles: vec![Role::Viewer],
         };
         let html = view! { <TokensTable data /> }.to_html();
         assert!(html.contains(r#"data-testid="tokens""#), "{html}");
@@ -547,7 +534,7 @@ mod tests {
         let data = TokensData {
             rows: vec![token("TAAAAAAAAAA", false, true)],
             everyone: false,
-            roles: vec!["viewer".into()],
+            roles: vec![Role::Viewer],
         };
         let html = view! { <TokensTable data /> }.to_html();
         assert!(!html.contains("Owner"), "{html}");
@@ -582,7 +569,7 @@ mod tests {
         let data = TokensData {
             rows: vec![soon, gone, token("TCCCCCCCCCC", false, true)],
             everyone: false,
-            roles: vec!["viewer".into()],
+            roles: vec![Role::Viewer],
         };
         let html = view! { <TokensTable data /> }.to_html();
         assert!(html.contains("Expires"), "{html}");
@@ -597,8 +584,7 @@ mod tests {
 
     #[test]
     fn create_form_offers_only_the_given_roles() {
-        let html =
-            view! { <NewTokenForm roles=vec!["viewer".into(), "deployer".into()] /> }.to_html();
+        let html = view! { <NewTokenForm roles=vec![Role::Viewer, Role::Deployer] /> }.to_html();
         assert!(html.contains(r#"<option value="deployer">"#), "{html}");
         assert!(!html.contains("admin"), "{html}");
         assert!(html.contains(r#"data-result="token-created""#), "{html}");

@@ -9,15 +9,13 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use serde::{Deserialize, Serialize};
-
-/// Every role, lowest first, as the forms offer them.
-const ROLES: [&str; 3] = ["viewer", "deployer", "admin"];
+use types::Role;
 
 /// One user as the page shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRow {
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub created_ago: String,
     pub created_exact: String,
     pub disabled_ago: Option<String>,
@@ -30,7 +28,7 @@ pub struct UserRow {
 pub mod ssr {
     use super::UserRow;
     use crate::AppError;
-    use engine::{time, Auth, Principal, Role, Username};
+    use engine::{time, Auth, Principal, Role, UserUpdate, Username};
 
     /// The signed-in caller, who must be an admin (the server checks the rule of the server
     /// function too; pages rendered on the server call it directly).
@@ -41,13 +39,13 @@ pub mod ssr {
     pub async fn users(auth: &Auth, me: &Principal) -> Result<Vec<UserRow>, engine::Error> {
         let now = engine::now_ms();
         Ok(auth
-            .list_users()
+            .list_users(me)
             .await?
             .into_iter()
             .map(|u| UserRow {
                 is_me: u.name == me.user,
                 name: u.name.to_string(),
-                role: u.role.to_string(),
+                role: u.role,
                 created_ago: time::ago(u.created_at, now),
                 created_exact: time::exact(u.created_at),
                 disabled_ago: u.disabled_at.map(|at| time::ago(at, now)),
@@ -74,11 +72,11 @@ pub mod ssr {
     ) -> Result<String, engine::Error> {
         let name = Username::parse(username.trim())?;
         let role = Role::parse(role.trim())?;
-        let user = auth.create_user(&name, password, role, &by.actor()).await?;
+        let user = auth.create_user(by, &name, password, role).await?;
         Ok(user.name.to_string())
     }
 
-    /// Changes a user's role and/or disables or enables it; says what was done.
+    /// Changes a user's role and/or disables or enables it (one change); says what was done.
     pub async fn update(
         auth: &Auth,
         by: &Principal,
@@ -93,23 +91,19 @@ pub mod ssr {
                 message: "nothing to change: give a role or disable or enable the user".into(),
             });
         }
-        // Fails early and readably for an unknown user.
-        auth.user(&name).await?;
-        let by = by.actor();
+        let update = UserUpdate {
+            role,
+            disabled,
+            password: None,
+        };
+        auth.update_user(by, &name, &update).await?;
         let mut done = Vec::new();
         if let Some(role) = role {
-            auth.set_role(&name, role, &by).await?;
             done.push(format!("{name} is now {role}"));
         }
         match disabled {
-            Some(true) => {
-                auth.disable_user(&name, &by).await?;
-                done.push(format!("{name} is disabled"));
-            }
-            Some(false) => {
-                auth.enable_user(&name, &by).await?;
-                done.push(format!("{name} is enabled"));
-            }
+            Some(true) => done.push(format!("{name} is disabled")),
+            Some(false) => done.push(format!("{name} is enabled")),
             None => {}
         }
         Ok(format!("{}.", done.join(" and ")))
@@ -206,11 +200,11 @@ pub fn UsersPage() -> impl IntoView {
     .into_any()
 }
 
-/// `<option>`s of every role, `selected` marking one.
-fn role_options(selected: &str) -> impl IntoView {
-    ROLES
+/// `<option>`s of every role, lowest first, `selected` marking one.
+fn role_options(selected: Role) -> impl IntoView {
+    Role::ALL
         .into_iter()
-        .map(|r| view! { <option value=r selected=r == selected>{r}</option> })
+        .map(|r| view! { <option value=r.as_str() selected=r == selected>{r.as_str()}</option> })
         .collect_view()
 }
 
@@ -259,7 +253,7 @@ fn NewUserForm() -> impl IntoView {
                 <div class="field">
                     <label for="user-role">"Role"</label>
                     <select id="user-role" class="input" name="role">
-                        {role_options("viewer")}
+                        {role_options(Role::Viewer)}
                     </select>
                 </div>
                 <div class="field field-submit">
@@ -328,7 +322,7 @@ fn UserRowView(u: UserRow) -> impl IntoView {
                     <input type="hidden" name="username" value=name.clone() />
                     <label for=select_id.clone() class="visually-hidden">{format!("Role of {name}")}</label>
                     <select id=select_id class="input input-small" name="role">
-                        {role_options(&u.role)}
+                        {role_options(u.role)}
                     </select>
                     <button
                         type="submit"
@@ -372,7 +366,7 @@ mod tests {
         let rows = vec![
             UserRow {
                 name: "admin".into(),
-                role: "admin".into(),
+                role: Role::Admin,
                 created_ago: "just now".into(),
                 created_exact: "2026-01-01 00:00:00 UTC".into(),
                 disabled_ago: None,
@@ -381,7 +375,7 @@ mod tests {
             },
             UserRow {
                 name: "bob".into(),
-                role: "viewer".into(),
+                role: Role::Viewer,
                 created_ago: "just now".into(),
                 created_exact: "2026-01-01 00:00:00 UTC".into(),
                 disabled_ago: Some("just now".into()),

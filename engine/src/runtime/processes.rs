@@ -487,16 +487,17 @@ impl<R: ProcessRuntime> Instance<R> {
 mod tests {
     use super::*;
     use crate::manifest::HealthCheck;
+    use crate::runtime::ServiceSpec;
     use crate::names::AppName;
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::{watch, Semaphore};
 
-    /// Processes that exit at once, started through a gate the test opens.
-    #[derive(Default)]
+    /// Processes that run until stopped, started through a gate the test opens.
     struct Scripted {
         started: AtomicUsize,
         live: Arc<AtomicUsize>,
         gate: Arc<Semaphore>,
+        first: Mutex<Option<Arc<Exiting>>>,
     }
 
     #[derive(Debug)]
@@ -520,9 +521,14 @@ mod tests {
                 spec,
                 exit,
                 live: self.live.clone(),
-                // The first one lives until stopped; every restart exits at once.
-                exits_at_once: n > 0,
+                // Each lives until it is stopped (or the test ends the first one).
+                exits_at_once: false,
             });
+            if n == 0 {
+                if let Ok(mut first) = self.first.lock() {
+                    *first = Some(p.clone());
+                }
+            }
             Ok(p)
         }
     }
@@ -581,12 +587,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_restart_that_races_the_retire_leaves_nothing_running() {
+        crate::testing::freeze_time();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
             .await
             .unwrap();
-        let scripted = Arc::new(Scripted::default());
-        scripted.gate.add_permits(1);
+        let scripted = Arc::new(Scripted {
+            started: AtomicUsize::new(0),
+            live: Arc::default(),
+            gate: Arc::new(Semaphore::new(1)),
+            first: Mutex::new(None),
+        });
         let sets = ProcessSets::new(scripted.clone(), store);
         let release = ReleaseId::generate();
         let mut set = sets
@@ -613,31 +624,28 @@ mod tests {
             })
             .await
             .unwrap();
-        // Started, then ready once it has stayed up for its (paused) second.
+        // Started, then ready once it has stayed up for its second.
         assert!(matches!(
             set.next_event().await.map(|e| e.state),
             Some(InstanceState::Started { .. })
         ));
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(matches!(
             set.next_event().await.map(|e| e.state),
             Some(InstanceState::Ready { .. })
         ));
         set.keep_running(true);
         // It crashes; the restart waits at the gate while the set is retired.
-        set.slots[0]
-            .1
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap()
-            .stop(Duration::ZERO)
-            .await;
+        let first = scripted.first.lock().unwrap().clone().unwrap();
+        first.end("exit status 1");
         assert!(matches!(
             set.next_event().await.map(|e| e.state),
             Some(InstanceState::Down { .. })
         ));
+        // After its backoff the restart begins, and waits at the gate.
+        tokio::time::advance(Duration::from_secs(1)).await;
         while scripted.started.load(Ordering::SeqCst) < 2 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::task::yield_now().await;
         }
         let retire = tokio::spawn(set.retire(Duration::from_secs(1)));
         tokio::task::yield_now().await;

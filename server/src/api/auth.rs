@@ -4,7 +4,7 @@
 //! answers a new API token with the user's role: what `slipway login` stores.
 
 use axum::{extract::State, http::StatusCode, Json};
-use engine::{AuditFilter, Auth, Role, TokenId, TokenLifetime, Username};
+use engine::{AuditFilter, Auth, Role, TokenId, TokenLifetime, UserUpdate, Username};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -97,13 +97,7 @@ async fn list_tokens(
     who: Who,
     ApiQuery(q): ApiQuery<ListTokens>,
 ) -> ApiResult<Json<Value>> {
-    let owner = if q.all {
-        who.0.require(Role::Admin)?;
-        None
-    } else {
-        Some(&who.0.user)
-    };
-    let tokens = state.auth.list_tokens(owner).await?;
+    let tokens = state.auth.list_tokens(&who.0, q.all).await?;
     Ok(Json(json!({ "tokens": to_json(&tokens)? })))
 }
 
@@ -121,16 +115,11 @@ async fn create_token(
     who: Who,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let role = match body.role.as_deref() {
-        Some(r) => Role::parse(r)?,
-        None => who.0.role,
-    };
+    let role = body.role.as_deref().map(Role::parse).transpose()?;
     let lifetime = body.expires_in_days.map(TokenLifetime::days).transpose()?;
-    // Never more than the caller has now: a viewer token of an admin makes viewer tokens.
-    who.0.require(role)?;
     let (token, plain) = state
         .auth
-        .create_token(&who.0.user, &body.name, role, lifetime)
+        .create_token(&who.0, &body.name, role, lifetime)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -148,8 +137,8 @@ async fn revoke_token(
     Ok(Json(json!({ "revoked": id })))
 }
 
-async fn list_users(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let users = state.auth.list_users().await?;
+async fn list_users(State(state): State<AppState>, who: Who) -> ApiResult<Json<Value>> {
+    let users = state.auth.list_users(&who.0).await?;
     Ok(Json(json!({ "users": to_json(&users)? })))
 }
 
@@ -169,7 +158,7 @@ async fn create_user(
     let role = Role::parse(&body.role)?;
     let user = state
         .auth
-        .create_user(&name, &body.password, role, &who.actor())
+        .create_user(&who.0, &name, &body.password, role)
         .await?;
     Ok((StatusCode::CREATED, Json(to_json(&user)?)))
 }
@@ -188,20 +177,13 @@ async fn update_user(
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<Value>> {
     let name = Username::parse(&name)?;
-    let auth = &state.auth;
-    let by = who.actor();
-    if let Some(role) = body.role.as_deref() {
-        auth.set_role(&name, Role::parse(role)?, &by).await?;
-    }
-    match body.disabled {
-        Some(true) => auth.disable_user(&name, &by).await?,
-        Some(false) => auth.enable_user(&name, &by).await?,
-        None => {}
-    }
-    if let Some(password) = body.password.as_deref() {
-        auth.set_password(&name, password, &by).await?;
-    }
-    Ok(Json(to_json(&auth.user(&name).await?)?))
+    let update = UserUpdate {
+        role: body.role.as_deref().map(Role::parse).transpose()?,
+        disabled: body.disabled,
+        password: body.password,
+    };
+    let user = state.auth.update_user(&who.0, &name, &update).await?;
+    Ok(Json(to_json(&user)?))
 }
 
 async fn audit(

@@ -9,7 +9,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -124,6 +123,20 @@ impl From<engine::Error> for ApiError {
     }
 }
 
+/// A bad name, ID, role or value in a request, answered as the engine's error would be.
+impl From<types::Error> for ApiError {
+    fn from(e: types::Error) -> Self {
+        ApiError::from(engine::Error::from(e))
+    }
+}
+
+/// Authentication's refusals and failures, answered as the engine's error would be.
+impl From<auth::Error> for ApiError {
+    fn from(e: auth::Error) -> Self {
+        ApiError::from(engine::Error::from(e))
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         ApiError::from_rejection("JSON body", r.status(), r.body_text())
@@ -150,7 +163,7 @@ impl From<BytesRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code(), "message": self.message()}});
+        let body = types::api::ErrorBody::new(self.code(), self.message());
         let mut response = (self.status(), Json(body)).into_response();
         let header = match &self {
             ApiError::Unauthorized(_) => Some((

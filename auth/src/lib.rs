@@ -1,8 +1,9 @@
 //! Authentication, authorization and audit, with no HTTP in it: users with a [`Role`],
 //! server-side sessions, API tokens, sign-in rate limiting and the audit log.
 //!
-//! The server holds one [`Auth`] next to the [`crate::Engine`] (built from the same
-//! [`Store`]: `Auth::new(engine.store().clone(), config)`) and, for each request:
+//! The server holds one [`Auth`] next to the engine, on the engine's database
+//! (`Auth::new(engine.store().clone(), config)`: the engine's store converts into a [`Db`];
+//! the tables come with the engine's migrations), and, for each request:
 //!
 //! 1. turns the session cookie into a [`Principal`] with [`Auth::session`], or an
 //!    `Authorization: Bearer slw_…` header with [`Auth::token`] (`Error::Unauthenticated`
@@ -11,8 +12,15 @@
 //! 3. records only the refusals it makes itself (a caller without the role) with
 //!    [`Auth::record_audit`].
 //!
+//! # Who may do what
+//! The use cases that manage users and tokens are given the caller (`by`) and apply the one
+//! rule for each thing, for the API and the Console alike: only an admin creates, changes,
+//! deletes and lists users; a token never gets a higher role than its maker's; a token is
+//! revoked by its owner or an admin (anyone else is told it does not exist); everyone's tokens
+//! are listed to admins only.
+//!
 //! # Audit
-//! Every use case here and in [`crate::Engine`] writes its own audit entry (see [`actions`]),
+//! Every use case here and in the engine writes its own audit entry (see [`actions`]),
 //! with the real subject, in the transaction of the change it records: signing in (by the
 //! user; a failure as `anonymous`, naming the user only when the typed name is a valid one),
 //! signing out, creating and revoking tokens, creating and changing users. A use case that
@@ -20,9 +28,7 @@
 //! Sign-ins refused by the rate limiter are not recorded one by one: the failures before
 //! the limit are, and the limiter bounds those per user name and per client address.
 //!
-//! The methods that manage users and tokens do not check the caller's role themselves — the
-//! caller does (`require(Role::Admin)` for users, [`Principal::is_self_or_admin`] for a
-//! user's own tokens) — except [`Auth::revoke_token`], which is given the caller.
+//! The engine writes its entries in its own transactions with [`audit::insert`].
 //!
 //! # Secrets
 //! Passwords are stored as argon2id PHC strings, session and API tokens only as their
@@ -32,17 +38,22 @@
 //!
 //! # Time
 //! Every expiry and rate-limit decision reads the [`Clock`] given to [`Auth::with_clock`]
-//! ([`crate::model::now_ms`] by default), so that tests move a [`ManualClock`] instead of
+//! ([`types::now_ms`] by default), so that tests move a [`ManualClock`] instead of
 //! sleeping.
 
+pub mod audit;
+mod error;
 mod limiter;
 mod password;
-mod types;
+pub mod sql;
+mod store;
 
+pub use error::{Error, Result};
 pub use limiter::addr_net;
 pub use password::{PasswordParams, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
-pub use types::{
-    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, LoginOk, Principal, Role, TokenId,
+pub use store::Db;
+pub use types::auth::{
+    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Principal, Role, TokenId,
     TokenLifetime, User, Username, Via,
 };
 
@@ -76,11 +87,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::model::{now_ms, Millis};
-use crate::names::Actor;
-use crate::store::Store;
 use limiter::LoginLimiter;
+use store::UserChange;
+use types::{now_ms, Actor, Millis};
 
 /// The time now, in milliseconds since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
@@ -177,14 +186,14 @@ impl AuthConfig {
     }
 }
 
-/// Authentication, authorization and audit on a [`Store`]. Cheap to clone; clones share the
+/// Authentication, authorization and audit on a [`Db`]. Cheap to clone; clones share the
 /// sign-in rate limiter.
 ///
 /// The rate limiter is in memory, per process: counters are lost on restart and not shared
 /// between several servers on one database.
 #[derive(Clone)]
 pub struct Auth {
-    store: Store,
+    store: Db,
     config: Arc<AuthConfig>,
     clock: Clock,
     limiter: Arc<LoginLimiter>,
@@ -209,6 +218,51 @@ struct Verified {
     principal: Principal,
     at: Millis,
     ends_at: Option<Millis>,
+}
+
+/// A successful sign-in: who, and the session token to give the client (in a cookie). The
+/// token is shown here once; the store keeps only its SHA-256. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginOk {
+    /// Who signed in (`via` is [`Via::Session`]).
+    pub principal: Principal,
+    /// 64 hex characters (32 random bytes).
+    pub session_token: String,
+}
+
+impl fmt::Debug for LoginOk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginOk")
+            .field("principal", &self.principal)
+            .field("session_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What [`Auth::update_user`] changes: any of a role, disabled (`true`) or enabled (`false`),
+/// a new password. `Debug` does not print the password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password: Option<String>,
+}
+
+impl UserUpdate {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.role.is_none() && self.disabled.is_none() && self.password.is_none()
+    }
+}
+
+impl fmt::Debug for UserUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserUpdate")
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The user name an admin is bootstrapped with.
@@ -281,16 +335,16 @@ fn check_token_name(name: &str) -> Result<&str> {
 }
 
 impl Auth {
-    /// Authentication on `store` (usually `engine.store().clone()`; the tables come with the
-    /// store's migrations) with the real clock.
-    pub fn new(store: Store, config: AuthConfig) -> Auth {
+    /// Authentication on `db` (usually `engine.store().clone()`; the tables come with the
+    /// engine's migrations) with the real clock.
+    pub fn new(db: impl Into<Db>, config: AuthConfig) -> Auth {
         let limiter = LoginLimiter::new(
             config.login_max_failures,
             config.login_max_failures_per_address,
             millis(config.login_window),
         );
         Auth {
-            store,
+            store: db.into(),
             config: Arc::new(config),
             clock: Arc::new(now_ms),
             limiter: Arc::new(limiter),
@@ -346,18 +400,19 @@ impl Auth {
         Ok(if created { generated } else { None })
     }
 
-    /// Creates a user, `by` an admin (audited as `user.create`). `Error::Invalid` for a
-    /// password shorter than 8 or longer than 1024 bytes, `Error::Conflict` when the name is
-    /// taken.
+    /// Creates a user, `by` an admin (audited as `user.create`). `Error::Forbidden` for anyone
+    /// else, `Error::Invalid` for a password shorter than 8 or longer than 1024 bytes,
+    /// `Error::Conflict` when the name is taken.
     pub async fn create_user(
         &self,
+        by: &Principal,
         name: &Username,
         password: &str,
         role: Role,
-        by: &Actor,
     ) -> Result<User> {
-        let audit = AuditEntry::new(by.clone(), actions::USER_CREATE).target(name.as_str());
+        let audit = AuditEntry::new(by.actor(), actions::USER_CREATE).target(name.as_str());
         let result = async {
+            by.require(Role::Admin)?;
             let hash = password::hash(&self.config.password, password).await?;
             let entry = audit.clone().target(format!("{name} ({role})"));
             self.store
@@ -368,7 +423,7 @@ impl Auth {
         self.audited(&audit, result).await
     }
 
-    /// Records `audit` as failed (see [`crate::store::Store`]'s `audit_failure`) when
+    /// Records `audit` as failed (see [`audit::record_failure`]) when
     /// `result` is an error, and passes it through.
     async fn audited<T>(&self, audit: &AuditEntry, result: Result<T>) -> Result<T> {
         self.store.audit_failure(audit, result, self.now()).await
@@ -384,72 +439,80 @@ impl Auth {
         self.store.user(name).await
     }
 
-    /// Every user, by name. Never includes password hashes.
-    pub async fn list_users(&self) -> Result<Vec<User>> {
+    /// Every user, by name, for an admin (`Error::Forbidden` for anyone else). Never includes
+    /// password hashes.
+    pub async fn list_users(&self, by: &Principal) -> Result<Vec<User>> {
+        by.require(Role::Admin)?;
         self.store.list_users().await
     }
 
-    /// Changes a user's role, `by` an admin (audited as `user.update`); sessions and tokens
-    /// see it on their next request. `Error::Conflict` when it would leave no enabled admin.
-    pub async fn set_role(&self, name: &Username, role: Role, by: &Actor) -> Result<()> {
-        let audit = Self::user_audit(by, name, &format!("role {role}"));
-        let result = self
-            .store
-            .update_user_role(name, role, self.now(), &audit)
-            .await;
-        // After the change, so that nothing verified meanwhile outlives it.
-        self.forget_verified();
-        self.audited(&audit, result).await
-    }
-
-    /// Replaces a user's password, `by` an admin (audited as `user.update`), and ends all its
-    /// sessions (its API tokens stay valid).
-    pub async fn set_password(&self, name: &Username, password: &str, by: &Actor) -> Result<()> {
-        let audit = Self::user_audit(by, name, "password");
+    /// Changes user `name`, `by` an admin (`Error::Forbidden` for anyone else): its role, and/or
+    /// disables or enables it, and/or replaces its password — in one transaction with their
+    /// audit entries (`user.update`, one per change, naming it; when it fails, each is
+    /// recorded as failed). Disabling ends the user's sessions and refuses its tokens until it
+    /// is enabled again (enabling does not bring old sessions back); a new password ends its
+    /// sessions (its tokens stay valid). Sessions and tokens see the change on their next
+    /// request. `Error::NotFound` for an unknown user, `Error::Conflict` when it would leave
+    /// no enabled admin, `Error::Invalid` for a password of the wrong length. An update that
+    /// changes nothing only returns the user.
+    pub async fn update_user(
+        &self,
+        by: &Principal,
+        name: &Username,
+        update: &UserUpdate,
+    ) -> Result<User> {
+        if update.is_empty() {
+            by.require(Role::Admin)?;
+            return self.store.user(name).await;
+        }
+        let actor = by.actor();
+        let mut audit = Vec::new();
+        if let Some(role) = update.role {
+            audit.push(Self::user_audit(&actor, name, &format!("role {role}")));
+        }
+        match update.disabled {
+            Some(true) => audit.push(Self::user_audit(&actor, name, "disabled")),
+            Some(false) => audit.push(Self::user_audit(&actor, name, "enabled")),
+            None => {}
+        }
+        if update.password.is_some() {
+            audit.push(Self::user_audit(&actor, name, "password"));
+        }
         let result = async {
-            let hash = password::hash(&self.config.password, password).await?;
+            by.require(Role::Admin)?;
+            let password_hash = match &update.password {
+                Some(p) => Some(password::hash(&self.config.password, p).await?),
+                None => None,
+            };
+            let change = UserChange {
+                role: update.role,
+                disabled: update.disabled,
+                password_hash,
+            };
             self.store
-                .update_password(name, &hash, self.now(), &audit)
+                .update_user(name, &change, self.now(), &audit)
                 .await
         }
         .await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
-        self.audited(&audit, result).await
-    }
-
-    /// Disables a user, `by` an admin (audited as `user.update`): it cannot sign in, its
-    /// sessions end, its tokens are refused until it is enabled again. `Error::Conflict` for
-    /// the last enabled admin.
-    pub async fn disable_user(&self, name: &Username, by: &Actor) -> Result<()> {
-        let audit = Self::user_audit(by, name, "disabled");
-        let now = self.now();
-        let result = self
-            .store
-            .set_user_disabled(name, Some(now), now, &audit)
-            .await;
-        // After the change, so that nothing verified meanwhile outlives it.
-        self.forget_verified();
-        self.audited(&audit, result).await
-    }
-
-    /// Enables a disabled user again, `by` an admin (audited as `user.update`; its tokens
-    /// work again, its old sessions do not).
-    pub async fn enable_user(&self, name: &Username, by: &Actor) -> Result<()> {
-        let audit = Self::user_audit(by, name, "enabled");
-        let result = self
-            .store
-            .set_user_disabled(name, None, self.now(), &audit)
-            .await;
-        self.audited(&audit, result).await
+        for entry in &audit {
+            self.store.record_failure(entry, &result, self.now()).await;
+        }
+        result?;
+        self.store.user(name).await
     }
 
     /// Deletes a user with its sessions and tokens, `by` an admin (audited as
-    /// `user.delete`); the audit log keeps its name. `Error::Conflict` for the last enabled
-    /// admin.
-    pub async fn delete_user(&self, name: &Username, by: &Actor) -> Result<()> {
-        let audit = AuditEntry::new(by.clone(), actions::USER_DELETE).target(name.as_str());
-        let result = self.store.delete_user(name, self.now(), &audit).await;
+    /// `user.delete`); the audit log keeps its name. `Error::Forbidden` for anyone else,
+    /// `Error::Conflict` for the last enabled admin.
+    pub async fn delete_user(&self, by: &Principal, name: &Username) -> Result<()> {
+        let audit = AuditEntry::new(by.actor(), actions::USER_DELETE).target(name.as_str());
+        let result = async {
+            by.require(Role::Admin)?;
+            self.store.delete_user(name, self.now(), &audit).await
+        }
+        .await;
         // After the change, so that nothing verified meanwhile outlives it.
         self.forget_verified();
         self.audited(&audit, result).await
@@ -717,29 +780,36 @@ impl Auth {
 
     // ---- API tokens ----
 
-    /// Creates an API token for `owner` named `name` (1 to 64 characters) that may do what
-    /// `role` allows, for `lifetime` from now (`None`: until revoked), audited as
-    /// `token.create` by the owner. Returns it and the plain token (`slw_` + 40 alphanumeric
-    /// characters), which is shown once and never stored. `Error::Forbidden` when `role` is
-    /// above the owner's role, `Error::Conflict` when the owner is disabled.
+    /// Creates an API token for the caller `by`, named `name` (1 to 64 characters), that may
+    /// do what `role` allows (`None`: the caller's role), for `lifetime` from now (`None`:
+    /// until revoked), audited as `token.create` by the caller. Returns it and the plain token
+    /// (`slw_` + 40 alphanumeric characters), which is shown once and never stored.
+    /// `Error::Forbidden` when `role` is above the caller's role (a viewer token of an admin
+    /// makes viewer tokens) or its owner's, `Error::Conflict` when the owner is disabled.
     pub async fn create_token(
         &self,
-        owner: &Username,
+        by: &Principal,
         name: &str,
-        role: Role,
+        role: Option<Role>,
         lifetime: Option<TokenLifetime>,
     ) -> Result<(ApiToken, String)> {
-        let audit = AuditEntry::new(owner.actor(), actions::TOKEN_CREATE);
+        let owner = &by.user;
+        let role = role.unwrap_or(by.role);
+        let audit = AuditEntry::new(by.actor(), actions::TOKEN_CREATE);
         let result = async {
+            if !by.role.allows(role) {
+                return Err(Error::Forbidden(format!(
+                    "a token cannot have a higher role than yours ({})",
+                    by.role
+                )));
+            }
             let name = check_token_name(name)?;
             let user = self.store.user(owner).await?;
             if user.is_disabled() {
                 return Err(Error::Conflict(format!("user {owner} is disabled")));
             }
             if !user.role.allows(role) {
-                return Err(Error::Forbidden {
-                    needed: role.as_str().to_owned(),
-                });
+                return Err(Error::needs(role));
             }
             let (token, plain) = self.new_token(owner, name, role, lifetime);
             let entry = audit.clone().target(token.id.as_str());
@@ -808,13 +878,19 @@ impl Auth {
         Ok(principal)
     }
 
-    /// The tokens of `owner`, or everyone's, revoked and expired ones included, newest first.
-    pub async fn list_tokens(&self, owner: Option<&Username>) -> Result<Vec<ApiToken>> {
-        self.store.list_tokens(owner).await
+    /// The caller's tokens, or with `everyone` everyone's (admins only: `Error::Forbidden`
+    /// for anyone else), revoked and expired ones included, newest first.
+    pub async fn list_tokens(&self, by: &Principal, everyone: bool) -> Result<Vec<ApiToken>> {
+        if everyone {
+            by.require(Role::Admin)?;
+            self.store.list_tokens(None).await
+        } else {
+            self.store.list_tokens(Some(&by.user)).await
+        }
     }
 
-    /// Revokes a token (audited as `token.revoke`): `by` must be its owner or an admin (else
-    /// `Error::Forbidden`). `Error::NotFound` for an unknown ID; revoking twice is fine.
+    /// Revokes a token (audited as `token.revoke`): `by` must be its owner or an admin; to
+    /// anyone else, as for an unknown ID, it is `Error::NotFound`. Revoking twice is fine.
     pub async fn revoke_token(&self, id: &TokenId, by: &Principal) -> Result<()> {
         self.revoke_token_as(id, by, actions::TOKEN_REVOKE).await
     }
@@ -833,9 +909,7 @@ impl Auth {
         let result = async {
             let token = self.store.token(id).await?;
             if !by.is_self_or_admin(&token.owner) {
-                return Err(Error::Forbidden {
-                    needed: Role::Admin.as_str().to_owned(),
-                });
+                return Err(Error::not_found("token", id));
             }
             self.store.revoke_token(id, self.now(), &audit).await
         }

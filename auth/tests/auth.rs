@@ -1,13 +1,14 @@
 //! Authentication, authorization and audit on a real SQLite file: bootstrap, sign-in, sessions,
 //! API tokens, rate limiting, roles and the audit log. Time is a manual clock; nothing sleeps.
 
-use engine::auth::{ManualClock, TOKEN_PREFIX};
+use auth::*;
+use auth::{ManualClock, TOKEN_PREFIX};
 use engine::store::Store;
-use engine::*;
 use sqlx::Row;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use types::{Actor, AppName, ErrorKind};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -46,7 +47,7 @@ impl Setup {
     async fn user(&self, name: &str, password: &str, role: Role) -> Username {
         let name = Username::parse(name).unwrap();
         self.auth
-            .create_user(&name, password, role, &by())
+            .create_user(&by(), &name, password, role)
             .await
             .unwrap();
         name
@@ -67,8 +68,45 @@ async fn open(db: &std::path::Path, clock: &ManualClock) -> (Store, Auth) {
 }
 
 /// The admin who manages users in these tests.
-fn by() -> Actor {
-    Actor::new("admin")
+fn by() -> Principal {
+    as_user(&Username::parse("admin").unwrap(), Role::Admin)
+}
+
+/// `name` signed in with `role`.
+fn as_user(name: &Username, role: Role) -> Principal {
+    Principal {
+        user: name.clone(),
+        role,
+        via: Via::Session,
+    }
+}
+
+fn role(role: Role) -> UserUpdate {
+    UserUpdate {
+        role: Some(role),
+        ..UserUpdate::default()
+    }
+}
+
+fn disable() -> UserUpdate {
+    UserUpdate {
+        disabled: Some(true),
+        ..UserUpdate::default()
+    }
+}
+
+fn enable() -> UserUpdate {
+    UserUpdate {
+        disabled: Some(false),
+        ..UserUpdate::default()
+    }
+}
+
+fn password(password: &str) -> UserUpdate {
+    UserUpdate {
+        password: Some(password.into()),
+        ..UserUpdate::default()
+    }
 }
 
 fn kind<T: std::fmt::Debug>(r: Result<T>) -> ErrorKind {
@@ -134,7 +172,7 @@ async fn bootstrap_creates_the_admin_once_with_a_random_password_shown_once() {
             .unwrap(),
         None
     );
-    let users = t.auth.list_users().await.unwrap();
+    let users = t.auth.list_users(&by()).await.unwrap();
     assert_eq!(users.len(), 1);
     assert_eq!(
         (users[0].name.as_str(), users[0].role),
@@ -157,7 +195,7 @@ async fn bootstrap_with_a_given_password_returns_nothing_and_that_password_works
     let t = Setup::new().await;
     let err = t.auth.bootstrap_admin(Some("short")).await;
     assert_eq!(kind(err), ErrorKind::Invalid);
-    assert!(t.auth.list_users().await.unwrap().is_empty());
+    assert!(t.auth.list_users(&by()).await.unwrap().is_empty());
 
     assert_eq!(
         t.auth
@@ -178,7 +216,7 @@ async fn two_servers_bootstrapping_at_once_create_one_admin() {
     let (a, b) = tokio::join!(t.auth.bootstrap_admin(None), other.bootstrap_admin(None));
     let created: Vec<String> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
     assert_eq!(created.len(), 1, "exactly one server created the admin");
-    assert_eq!(t.auth.list_users().await.unwrap().len(), 1);
+    assert_eq!(t.auth.list_users(&by()).await.unwrap().len(), 1);
     t.auth.login("admin", &created[0], None).await.unwrap();
 }
 
@@ -201,7 +239,7 @@ async fn login_failures_all_look_the_same() {
     let wrong = t.auth.login("alice", "bob's password", None).await;
     let unknown = t.auth.login("carol", "alice's password", None).await;
     let invalid_name = t.auth.login("not a name!", "alice's password", None).await;
-    t.auth.disable_user(&bob, &by()).await.unwrap();
+    t.auth.update_user(&by(), &bob, &disable()).await.unwrap();
     let disabled = t.auth.login("bob", "bob's password", None).await;
     let messages: Vec<String> = [wrong, unknown, invalid_name, disabled]
         .into_iter()
@@ -229,7 +267,7 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
     assert!(!dump(&raw, "users").await.contains("hunter2"));
 
     // Nothing listed carries the hash.
-    let listed = serde_json::to_string(&t.auth.list_users().await.unwrap()).unwrap();
+    let listed = serde_json::to_string(&t.auth.list_users(&by()).await.unwrap()).unwrap();
     assert!(
         !listed.contains("argon2") && !listed.contains("hunter2"),
         "{listed}"
@@ -238,24 +276,28 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
     // Changing it keeps it hashed, and the old one stops working.
     let alice = Username::parse("alice").unwrap();
     t.auth
-        .set_password(&alice, "a new password", &by())
+        .update_user(&by(), &alice, &password("a new password"))
         .await
         .unwrap();
     assert!(t.auth.login("alice", "hunter2hunter2", None).await.is_err());
     t.auth.login("alice", "a new password", None).await.unwrap();
     assert!(!dump(&raw, "users").await.contains("a new password"));
     assert_eq!(
-        kind(t.auth.set_password(&alice, "1234567", &by()).await),
+        kind(
+            t.auth
+                .update_user(&by(), &alice, &password("1234567"))
+                .await
+        ),
         ErrorKind::Invalid
     );
     assert_eq!(
         kind(
             t.auth
                 .create_user(
+                    &by(),
                     &Username::parse("zed").unwrap(),
                     &"x".repeat(1025),
-                    Role::Viewer,
-                    &by(),
+                    Role::Viewer
                 )
                 .await
         ),
@@ -274,7 +316,12 @@ async fn session_and_api_tokens_are_stored_only_as_hashes() {
         .unwrap();
     let (token, plain) = t
         .auth
-        .create_token(&alice, "ci", Role::Deployer, None)
+        .create_token(
+            &as_user(&alice, Role::Deployer),
+            "ci",
+            Some(Role::Deployer),
+            None,
+        )
         .await
         .unwrap();
 
@@ -294,7 +341,7 @@ async fn session_and_api_tokens_are_stored_only_as_hashes() {
     assert!(!tokens.contains(&plain[TOKEN_PREFIX.len()..]));
     assert!(tokens.contains(&sha256_hex(&plain)));
 
-    let listed = serde_json::to_string(&t.auth.list_tokens(None).await.unwrap()).unwrap();
+    let listed = serde_json::to_string(&t.auth.list_tokens(&by(), true).await.unwrap()).unwrap();
     assert!(!listed.contains(&plain) && !listed.contains(&sha256_hex(&plain)));
 }
 
@@ -341,7 +388,12 @@ async fn logged_out_sessions_and_revoked_tokens_are_refused() {
 
     let (token, plain) = t
         .auth
-        .create_token(&alice, "ci", Role::Deployer, None)
+        .create_token(
+            &as_user(&alice, Role::Deployer),
+            "ci",
+            Some(Role::Deployer),
+            None,
+        )
         .await
         .unwrap();
     let p = t.auth.token(&plain).await.unwrap();
@@ -357,8 +409,9 @@ async fn logged_out_sessions_and_revoked_tokens_are_refused() {
         .unwrap()
         .principal;
     assert_eq!(bob_p.user, bob);
+    // To anyone else it does not exist.
     let denied = t.auth.revoke_token(&token.id, &bob_p).await;
-    assert_eq!(message(denied), "this needs the admin role");
+    assert_eq!(message(denied), format!("token {} not found", token.id));
     t.auth.token(&plain).await.unwrap();
     let root = t
         .auth
@@ -368,7 +421,11 @@ async fn logged_out_sessions_and_revoked_tokens_are_refused() {
         .principal;
     t.auth.revoke_token(&token.id, &root).await.unwrap();
     assert_eq!(kind(t.auth.token(&plain).await), ErrorKind::Unauthenticated);
-    let listed = t.auth.list_tokens(Some(&alice)).await.unwrap();
+    let listed = t
+        .auth
+        .list_tokens(&as_user(&alice, Role::Viewer), false)
+        .await
+        .unwrap();
     assert!(listed[0].revoked_at.is_some());
     // Revoking twice is fine; an unknown ID is not found.
     t.auth.revoke_token(&token.id, &p).await.unwrap();
@@ -570,19 +627,33 @@ async fn a_token_with_a_lifetime_is_refused_from_its_expiry_on() {
     let week = TokenLifetime::days(7).unwrap();
     let (token, plain) = t
         .auth
-        .create_token(&alice, "ci", Role::Deployer, Some(week))
+        .create_token(
+            &as_user(&alice, Role::Deployer),
+            "ci",
+            Some(Role::Deployer),
+            Some(week),
+        )
         .await
         .unwrap();
     assert_eq!(token.expires_at, Some(token.created_at + 7 * 86_400_000));
     let (forever, forever_plain) = t
         .auth
-        .create_token(&alice, "laptop", Role::Viewer, None)
+        .create_token(
+            &as_user(&alice, Role::Deployer),
+            "laptop",
+            Some(Role::Viewer),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(forever.expires_at, None);
     t.auth.token(&plain).await.unwrap();
     // Listed with its expiry.
-    let listed = t.auth.list_tokens(Some(&alice)).await.unwrap();
+    let listed = t
+        .auth
+        .list_tokens(&as_user(&alice, Role::Viewer), false)
+        .await
+        .unwrap();
     let found = listed.iter().find(|l| l.id == token.id).unwrap();
     assert_eq!(found.expires_at, token.expires_at);
     assert!(!found.is_expired(t.clock.now()));
@@ -626,49 +697,123 @@ async fn a_tokens_role_never_exceeds_its_owners() {
     let dep = t.user("dep", "dep's password", Role::Deployer).await;
     let admin = t.user("root", "root's password", Role::Admin).await;
 
-    let too_high = t.auth.create_token(&dep, "ci", Role::Admin, None).await;
-    assert_eq!(message(too_high), "this needs the admin role");
+    // Never more than the caller's role (a viewer token of an admin makes viewer tokens)...
+    let too_high = t
+        .auth
+        .create_token(
+            &as_user(&dep, Role::Deployer),
+            "ci",
+            Some(Role::Admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        message(too_high),
+        "a token cannot have a higher role than yours (deployer)"
+    );
+    // ... nor than its owner's, whatever the caller was when it signed in.
+    let stale = t
+        .auth
+        .create_token(&as_user(&dep, Role::Admin), "ci", Some(Role::Admin), None)
+        .await;
+    assert_eq!(message(stale), "this needs the admin role");
+    // Without a role, the caller's.
+    let (token, _) = t
+        .auth
+        .create_token(&as_user(&dep, Role::Viewer), "mine", None, None)
+        .await
+        .unwrap();
+    assert_eq!(token.role, Role::Viewer);
     let (_, deploy) = t
         .auth
-        .create_token(&dep, "deploy", Role::Deployer, None)
+        .create_token(
+            &as_user(&dep, Role::Deployer),
+            "deploy",
+            Some(Role::Deployer),
+            None,
+        )
         .await
         .unwrap();
     let (_, view) = t
         .auth
-        .create_token(&dep, "view", Role::Viewer, None)
+        .create_token(
+            &as_user(&dep, Role::Deployer),
+            "view",
+            Some(Role::Viewer),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(t.auth.token(&deploy).await.unwrap().role, Role::Deployer);
     let viewer = t.auth.token(&view).await.unwrap();
     assert_eq!(viewer.role, Role::Viewer);
-    assert_eq!(kind(viewer.require(Role::Deployer)), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(viewer.require(Role::Deployer).map_err(Error::from)),
+        ErrorKind::Forbidden
+    );
     viewer.require(Role::Viewer).unwrap();
 
     // A demoted owner's tokens lose what the owner lost; a disabled owner's stop working.
-    t.auth.set_role(&dep, Role::Viewer, &by()).await.unwrap();
+    t.auth
+        .update_user(&by(), &dep, &role(Role::Viewer))
+        .await
+        .unwrap();
     assert_eq!(t.auth.token(&deploy).await.unwrap().role, Role::Viewer);
-    t.auth.disable_user(&dep, &by()).await.unwrap();
+    t.auth.update_user(&by(), &dep, &disable()).await.unwrap();
     assert_eq!(kind(t.auth.token(&view).await), ErrorKind::Unauthenticated);
     assert_eq!(
-        kind(t.auth.create_token(&dep, "x", Role::Viewer, None).await),
+        kind(
+            t.auth
+                .create_token(
+                    &as_user(&dep, Role::Deployer),
+                    "x",
+                    Some(Role::Viewer),
+                    None
+                )
+                .await
+        ),
         ErrorKind::Conflict
     );
-    t.auth.enable_user(&dep, &by()).await.unwrap();
+    t.auth.update_user(&by(), &dep, &enable()).await.unwrap();
     t.auth.token(&view).await.unwrap();
 
     assert_eq!(
-        kind(t.auth.create_token(&admin, " ", Role::Viewer, None).await),
+        kind(
+            t.auth
+                .create_token(&as_user(&admin, Role::Admin), " ", Some(Role::Viewer), None)
+                .await
+        ),
         ErrorKind::Invalid
     );
     let nobody = Username::parse("nobody").unwrap();
     assert_eq!(
-        kind(t.auth.create_token(&nobody, "x", Role::Viewer, None).await),
+        kind(
+            t.auth
+                .create_token(
+                    &as_user(&nobody, Role::Viewer),
+                    "x",
+                    Some(Role::Viewer),
+                    None
+                )
+                .await
+        ),
         ErrorKind::NotFound
     );
-    let mine = t.auth.list_tokens(Some(&dep)).await.unwrap();
-    assert_eq!(mine.len(), 2);
+    let mine = t
+        .auth
+        .list_tokens(&as_user(&dep, Role::Viewer), false)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 3);
     assert!(mine.iter().all(|tok| tok.owner == dep));
-    assert_eq!(t.auth.list_tokens(Some(&admin)).await.unwrap().len(), 0);
+    assert_eq!(
+        t.auth
+            .list_tokens(&as_user(&admin, Role::Viewer), false)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -679,22 +824,26 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
     assert_eq!(
         kind(
             t.auth
-                .create_user(&alice, "another password", Role::Admin, &by())
+                .create_user(&by(), &alice, "another password", Role::Admin)
                 .await
         ),
         ErrorKind::Conflict
     );
 
     assert_eq!(
-        kind(t.auth.set_role(&root, Role::Deployer, &by()).await),
+        kind(
+            t.auth
+                .update_user(&by(), &root, &role(Role::Deployer))
+                .await
+        ),
         ErrorKind::Conflict
     );
     assert_eq!(
-        kind(t.auth.disable_user(&root, &by()).await),
+        kind(t.auth.update_user(&by(), &root, &disable()).await),
         ErrorKind::Conflict
     );
     assert_eq!(
-        kind(t.auth.delete_user(&root, &by()).await),
+        kind(t.auth.delete_user(&by(), &root).await),
         ErrorKind::Conflict
     );
 
@@ -703,35 +852,41 @@ async fn users_are_managed_and_the_last_admin_is_kept() {
         .login("alice", "alice's password", None)
         .await
         .unwrap();
-    t.auth.set_role(&alice, Role::Admin, &by()).await.unwrap();
+    t.auth
+        .update_user(&by(), &alice, &role(Role::Admin))
+        .await
+        .unwrap();
     assert_eq!(
         t.auth.session(&s.session_token).await.unwrap().role,
         Role::Admin
     );
-    t.auth.set_role(&root, Role::Viewer, &by()).await.unwrap();
+    t.auth
+        .update_user(&by(), &root, &role(Role::Viewer))
+        .await
+        .unwrap();
 
     // A new password ends the user's sessions.
     t.auth
-        .set_password(&alice, "a new password", &by())
+        .update_user(&by(), &alice, &password("a new password"))
         .await
         .unwrap();
     assert!(t.auth.session(&s.session_token).await.is_err());
 
     t.auth
-        .create_token(&root, "t", Role::Viewer, None)
+        .create_token(&as_user(&root, Role::Viewer), "t", Some(Role::Viewer), None)
         .await
         .unwrap();
     t.auth.login("root", "root's password", None).await.unwrap();
-    t.auth.delete_user(&root, &by()).await.unwrap();
-    let users = t.auth.list_users().await.unwrap();
+    t.auth.delete_user(&by(), &root).await.unwrap();
+    let users = t.auth.list_users(&by()).await.unwrap();
     assert_eq!(
         users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         ["alice"]
     );
-    assert!(t.auth.list_tokens(None).await.unwrap().is_empty());
+    assert!(t.auth.list_tokens(&by(), true).await.unwrap().is_empty());
     assert_eq!(kind(t.auth.user(&root).await), ErrorKind::NotFound);
     assert_eq!(
-        kind(t.auth.set_role(&root, Role::Admin, &by()).await),
+        kind(t.auth.update_user(&by(), &root, &role(Role::Admin)).await),
         ErrorKind::NotFound
     );
 }
@@ -858,14 +1013,120 @@ async fn audit_entries_are_filtered_and_paged_newest_first() {
 
     // The outcome of an operation maps to a result.
     assert_eq!(AuditResult::of(&Ok::<(), Error>(())), AuditResult::Ok);
-    let forbidden: Result<()> = Err(Error::Forbidden {
-        needed: "admin".into(),
-    });
+    let forbidden: Result<()> = Err(Error::needs(Role::Admin));
     assert_eq!(AuditResult::of(&forbidden), AuditResult::Denied);
     assert_eq!(
         kind(t.auth.record_audit(AuditEntry::new(alice, " ")).await),
         ErrorKind::Invalid
     );
+}
+
+#[tokio::test]
+async fn only_admins_manage_users_and_see_everyones_tokens() {
+    let t = Setup::new().await;
+    let alice = t.user("alice", "alice's password", Role::Deployer).await;
+    let deployer = as_user(&alice, Role::Deployer);
+    let bob = Username::parse("bob").unwrap();
+    for refused in [
+        kind(
+            t.auth
+                .create_user(&deployer, &bob, "bob's password", Role::Viewer)
+                .await,
+        ),
+        kind(
+            t.auth
+                .update_user(&deployer, &alice, &role(Role::Admin))
+                .await,
+        ),
+        kind(t.auth.delete_user(&deployer, &alice).await),
+        kind(t.auth.list_users(&deployer).await),
+        kind(t.auth.list_tokens(&deployer, true).await),
+    ] {
+        assert_eq!(refused, ErrorKind::Forbidden);
+    }
+    assert_eq!(t.auth.user(&alice).await.unwrap().role, Role::Deployer);
+    assert!(t
+        .auth
+        .list_tokens(&deployer, false)
+        .await
+        .unwrap()
+        .is_empty());
+    let denied = audit_log(&t)
+        .await
+        .into_iter()
+        .filter(|r| r.3 == "denied")
+        .count();
+    assert_eq!(
+        denied, 3,
+        "the three use cases that change something record the refusal"
+    );
+}
+
+#[tokio::test]
+async fn a_user_update_is_one_change_with_its_audit_entries() {
+    let t = Setup::new().await;
+    let root = t.user("root", "root's password", Role::Admin).await;
+    let alice = t.user("alice", "alice's password", Role::Deployer).await;
+    let s = t
+        .auth
+        .login("alice", "alice's password", None)
+        .await
+        .unwrap();
+    let all = UserUpdate {
+        role: Some(Role::Viewer),
+        disabled: Some(true),
+        password: Some("a new password".into()),
+    };
+    assert!(!format!("{all:?}").contains("a new password"));
+    let user = t.auth.update_user(&by(), &alice, &all).await.unwrap();
+    assert_eq!((user.role, user.is_disabled()), (Role::Viewer, true));
+    assert!(t.auth.session(&s.session_token).await.is_err());
+    let log = audit_log(&t).await;
+    let updates: Vec<&str> = log
+        .iter()
+        .filter(|r| r.1 == "user.update")
+        .map(|r| r.2.as_str())
+        .collect();
+    assert_eq!(
+        updates,
+        ["alice role viewer", "alice disabled", "alice password"]
+    );
+
+    // A change that fails changes nothing, and every part of it is recorded as failed.
+    let bad = UserUpdate {
+        role: Some(Role::Deployer),
+        disabled: Some(true),
+        ..UserUpdate::default()
+    };
+    assert_eq!(
+        kind(t.auth.update_user(&by(), &root, &bad).await),
+        ErrorKind::Conflict
+    );
+    let root_now = t.auth.user(&root).await.unwrap();
+    assert_eq!(
+        (root_now.role, root_now.is_disabled()),
+        (Role::Admin, false)
+    );
+    let failed: Vec<(String, String)> = audit_log(&t)
+        .await
+        .into_iter()
+        .filter(|r| r.3 == "failed")
+        .map(|r| (r.1, r.2))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("user.update".to_string(), "root role deployer".to_string()),
+            ("user.update".to_string(), "root disabled".to_string()),
+        ]
+    );
+    // Nothing to change: the user as it is.
+    let same = t
+        .auth
+        .update_user(&by(), &alice, &UserUpdate::default())
+        .await
+        .unwrap();
+    assert_eq!(same, user);
 }
 
 #[tokio::test]
@@ -876,7 +1137,12 @@ async fn users_sessions_tokens_and_audit_survive_a_restart() {
     let admin = session.principal.user.clone();
     let (token, plain) = t
         .auth
-        .create_token(&admin, "ci", Role::Deployer, None)
+        .create_token(
+            &as_user(&admin, Role::Admin),
+            "ci",
+            Some(Role::Deployer),
+            None,
+        )
         .await
         .unwrap();
     let rec = t
@@ -950,11 +1216,21 @@ async fn sign_ins_tokens_and_users_write_their_own_audit_entries() {
         .unwrap_err();
     let (token, _) = t
         .auth
-        .create_token(&alice, "ci", Role::Viewer, None)
+        .create_token(
+            &as_user(&alice, Role::Deployer),
+            "ci",
+            Some(Role::Viewer),
+            None,
+        )
         .await
         .unwrap();
     t.auth
-        .create_token(&alice, "too much", Role::Admin, None)
+        .create_token(
+            &as_user(&alice, Role::Deployer),
+            "too much",
+            Some(Role::Admin),
+            None,
+        )
         .await
         .unwrap_err();
     let mallory = t.user("mallory", "mallory's password", Role::Viewer).await;
@@ -979,14 +1255,17 @@ async fn sign_ins_tokens_and_users_write_their_own_audit_entries() {
     // Ending a session that has ended changes (and records) nothing.
     t.auth.logout(&ok.session_token).await.unwrap();
     t.auth
-        .set_role(&mallory, Role::Deployer, &by())
+        .update_user(&by(), &mallory, &role(Role::Deployer))
         .await
         .unwrap();
     t.auth
-        .set_password(&mallory, "s3cr7", &by())
+        .update_user(&by(), &mallory, &password("s3cr7"))
         .await
         .unwrap_err();
-    t.auth.disable_user(&mallory, &by()).await.unwrap();
+    t.auth
+        .update_user(&by(), &mallory, &disable())
+        .await
+        .unwrap();
 
     let s = |v: &str| v.to_owned();
     let row = |a: &str, b: &str, c: &str, d: &str| (s(a), s(b), s(c), s(d));
@@ -999,7 +1278,7 @@ async fn sign_ins_tokens_and_users_write_their_own_audit_entries() {
         row("alice", "token.create", "", "denied"),
         row("admin", "user.create", "mallory (viewer)", "ok"),
         row("mallory", "login", "", "ok"),
-        row("mallory", "token.revoke", token.id.as_str(), "denied"),
+        row("mallory", "token.revoke", token.id.as_str(), "failed"),
         row("alice", "token.revoke", token.id.as_str(), "ok"),
         row("alice", "login", "for an API token", "ok"),
         row("alice", "token.create", cli_token.id.as_str(), "ok"),

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::model::Millis;
+use types::Millis;
 
 /// Above this many keys, keys whose failures all left the window are dropped.
 const PRUNE_ABOVE: usize = 10_000;

@@ -1,14 +1,17 @@
 //! Identifiers: a letter naming the kind and 10 random uppercase letters (`RCTSJKKLHXJ`),
-//! drawn from a CSPRNG. The only way to get one is to generate it or parse a valid string.
+//! drawn from a CSPRNG. The only way to get one is to generate it (feature `gen`) or parse a
+//! valid string.
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
 const RANDOM_LEN: usize = 10;
 
-fn random_id(prefix: char) -> String {
+/// `prefix` and 10 random uppercase letters: a new ID of any kind (token IDs too).
+#[cfg(feature = "gen")]
+pub(crate) fn random_id(prefix: char) -> String {
+    use rand::Rng;
     // `rand::rng()` is a ChaCha-based CSPRNG seeded from the OS.
     let mut rng = rand::rng();
     let mut id = String::with_capacity(RANDOM_LEN + 1);
@@ -19,7 +22,8 @@ fn random_id(prefix: char) -> String {
     id
 }
 
-fn is_valid(prefix: char, s: &str) -> bool {
+/// Whether `s` is `prefix` and 10 letters A-Z.
+pub(crate) fn is_valid(prefix: char, s: &str) -> bool {
     s.len() == RANDOM_LEN + 1
         && s.starts_with(prefix)
         && s.bytes().skip(1).all(|b| b.is_ascii_uppercase())
@@ -35,6 +39,7 @@ macro_rules! id_type {
         impl $name {
             pub const PREFIX: char = $prefix;
 
+            #[cfg(feature = "gen")]
             pub fn generate() -> Self {
                 Self(random_id($prefix))
             }
@@ -76,6 +81,7 @@ id_type!(
 mod tests {
     use super::*;
 
+    #[cfg(feature = "gen")]
     #[test]
     fn generated_ids_have_the_documented_shape() {
         for _ in 0..1000 {
@@ -88,6 +94,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "gen")]
     #[test]
     fn generated_ids_differ() {
         let ids: std::collections::HashSet<_> =

@@ -1,17 +1,32 @@
-//! The SQL of authentication and audit: users, sessions, API tokens and the audit log. Used
-//! through [`crate::auth::Auth`], which owns the rules (hashing, expiry, roles); this only
-//! reads and writes rows. Secrets are never stored: passwords as argon2id PHC strings, session
-//! and API tokens as the hex SHA-256 of the token.
+//! The SQL of authentication: users, sessions and API tokens (the audit log is in
+//! [`crate::audit`]). Used through [`crate::Auth`], which owns the rules (hashing, expiry,
+//! roles); this only reads and writes rows. Secrets are never stored: passwords as argon2id PHC
+//! strings, session and API tokens as the hex SHA-256 of the token. The tables come with the
+//! engine's migrations (`engine/migrations`).
 
-use sqlx::{Row, Sqlite};
+use sqlx::{Row, Sqlite, SqlitePool};
 
-use super::{parse_col, parse_opt, unique_violation, Store};
-use crate::auth::{
-    ApiToken, AuditEntry, AuditFilter, AuditRecord, AuditResult, Role, TokenId, User, Username,
-};
+use crate::audit;
 use crate::error::{Error, Result};
-use crate::model::Millis;
-use crate::names::AppName;
+use crate::sql::{parse_col, unique_violation};
+use types::{
+    ApiToken, AuditEntry, AuditFilter, AuditRecord, Millis, Role, TokenId, User, Username,
+};
+
+/// The database authentication reads and writes: a pool for reads and the one connection
+/// every write goes through (the engine's store hands over its own: `Db::from(store)`).
+#[derive(Clone, Debug)]
+pub struct Db {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl Db {
+    /// Reads on `read`, writes (transactions) on `write`.
+    pub fn new(read: SqlitePool, write: SqlitePool) -> Db {
+        Db { read, write }
+    }
+}
 
 /// What signing in needs to know about a user.
 pub(crate) struct Credentials {
@@ -43,6 +58,13 @@ pub(crate) struct TokenRow {
     pub expires_at: Option<Millis>,
 }
 
+/// A change to a user, as stored: any of a new role, disabled or enabled, a new password hash.
+pub(crate) struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
 /// What a change does to a user's admin rights, for the last-admin check.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum AdminChange {
@@ -52,17 +74,8 @@ enum AdminChange {
     Loses,
 }
 
-// Longest values kept in the audit log; longer ones are cut (on a character boundary).
-const AUDIT_ACTION_MAX: usize = 100;
-const AUDIT_TARGET_MAX: usize = 500;
-const AUDIT_DETAIL_MAX: usize = 2000;
-
-fn cut(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
-}
-
 fn role_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Role> {
-    parse_col(row, col, Role::parse)
+    Ok(parse_col(row, col, Role::parse)?)
 }
 
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
@@ -137,47 +150,7 @@ async fn revoke_sessions_of(
     Ok(done.rows_affected())
 }
 
-/// Appends `e` to the audit log on `conn` (inside the transaction of the change it records,
-/// when there is one); long fields are cut.
-pub(crate) async fn write_audit(
-    conn: &mut sqlx::SqliteConnection,
-    e: &AuditEntry,
-    now: Millis,
-) -> Result<AuditRecord> {
-    let action = cut(e.action.trim(), AUDIT_ACTION_MAX);
-    if action.is_empty() {
-        return Err(Error::invalid("audit action", "must not be empty"));
-    }
-    let target = e.target.as_deref().map(|t| cut(t, AUDIT_TARGET_MAX));
-    let result = match &e.result {
-        AuditResult::Failed(d) => AuditResult::Failed(cut(d, AUDIT_DETAIL_MAX)),
-        other => other.clone(),
-    };
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO audit (at, actor, app, action, target, result, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-    )
-    .bind(now)
-    .bind(e.actor.as_str())
-    .bind(e.app.as_ref().map(|a| a.as_str()))
-    .bind(&action)
-    .bind(target.as_deref())
-    .bind(result.as_str())
-    .bind(result.detail())
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(AuditRecord {
-        seq,
-        at: now,
-        actor: e.actor.to_string(),
-        app: e.app.clone(),
-        action,
-        target,
-        result,
-    })
-}
-
-impl Store {
+impl Db {
     // ---- users ----
 
     /// Whether any user exists (read on the writer, so that it sees the latest insert).
@@ -212,7 +185,7 @@ impl Store {
         .await;
         match res {
             Ok(done) if done.rows_affected() == 1 => {
-                write_audit(&mut tx, audit, now).await?;
+                audit::insert(&mut tx, audit, now).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -241,7 +214,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         if res.is_ok() {
-            write_audit(&mut tx, audit, now).await?;
+            audit::insert(&mut tx, audit, now).await?;
             tx.commit().await?;
         }
         match res {
@@ -293,87 +266,62 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub(crate) async fn update_user_role(
+    /// Applies `change` to user `name` with its audit entries, in one transaction: the role,
+    /// disabling (which revokes the user's sessions) or enabling, the password hash (which
+    /// revokes them too). `NotFound` for an unknown user, `Conflict` when it would leave no
+    /// enabled admin.
+    pub(crate) async fn update_user(
         &self,
         name: &Username,
-        role: Role,
+        change: &UserChange,
         now: Millis,
-        audit: &AuditEntry,
+        audit: &[AuditEntry],
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let change = if role == Role::Admin {
-            AdminChange::Keeps
-        } else {
-            AdminChange::Loses
-        };
-        guard_last_admin(&mut tx, name, change).await?;
-        sqlx::query("UPDATE users SET role = ? WHERE name = ?")
-            .bind(role.as_str())
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-        write_audit(&mut tx, audit, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Replaces the password hash and revokes the user's sessions, in one transaction.
-    pub(crate) async fn update_password(
-        &self,
-        name: &Username,
-        password_hash: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-            .bind(password_hash)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::not_found("user", name));
-        }
-        revoke_sessions_of(&mut tx, name, now).await?;
-        write_audit(&mut tx, audit, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Disables (revoking the user's sessions) or, with `None`, enables a user.
-    pub(crate) async fn set_user_disabled(
-        &self,
-        name: &Username,
-        disabled_at: Option<Millis>,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let change = if disabled_at.is_some() {
+        let demoted = change.role.is_some_and(|r| r != Role::Admin);
+        let admin = if demoted || change.disabled == Some(true) {
             AdminChange::Loses
         } else {
             AdminChange::Keeps
         };
-        guard_last_admin(&mut tx, name, change).await?;
-        match disabled_at {
-            Some(at) => {
-                sqlx::query(
-                    "UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL",
-                )
-                .bind(at)
+        guard_last_admin(&mut tx, name, admin).await?;
+        if let Some(role) = change.role {
+            sqlx::query("UPDATE users SET role = ? WHERE name = ?")
+                .bind(role.as_str())
                 .bind(name.as_str())
                 .execute(&mut *tx)
                 .await?;
-                revoke_sessions_of(&mut tx, name, at).await?;
+        }
+        match change.disabled {
+            Some(true) => {
+                sqlx::query(
+                    "UPDATE users SET disabled_at = ? WHERE name = ? AND disabled_at IS NULL",
+                )
+                .bind(now)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+                revoke_sessions_of(&mut tx, name, now).await?;
             }
-            None => {
+            Some(false) => {
                 sqlx::query("UPDATE users SET disabled_at = NULL WHERE name = ?")
                     .bind(name.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
+            None => {}
         }
-        write_audit(&mut tx, audit, now).await?;
+        if let Some(hash) = &change.password_hash {
+            sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+                .bind(hash)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+            revoke_sessions_of(&mut tx, name, now).await?;
+        }
+        for entry in audit {
+            audit::insert(&mut tx, entry, now).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -397,7 +345,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        write_audit(&mut tx, audit, now).await?;
+        audit::insert(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -424,7 +372,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        write_audit(&mut tx, audit, now).await?;
+        audit::insert(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -487,7 +435,7 @@ impl Store {
             .bind(id_hash)
             .execute(&mut *tx)
             .await?;
-        write_audit(&mut tx, &audit(&user), now).await?;
+        audit::insert(&mut tx, &audit(&user), now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -553,7 +501,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for entry in audit {
-            write_audit(&mut tx, entry, t.created_at).await?;
+            audit::insert(&mut tx, entry, t.created_at).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -632,7 +580,7 @@ impl Store {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        write_audit(&mut tx, audit, now).await?;
+        audit::insert(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -643,68 +591,31 @@ impl Store {
     /// long fields are cut.
     pub(crate) async fn insert_audit(&self, e: &AuditEntry, now: Millis) -> Result<AuditRecord> {
         let mut conn = self.write.acquire().await?;
-        write_audit(&mut conn, e, now).await
+        audit::insert(&mut conn, e, now).await
     }
 
-    /// Passes `result` through. When it is an error, first records `audit` with the error as
-    /// its outcome (`denied` for a refusal, else `failed` with the message as the reason) in
-    /// a write of its own: the change's transaction, if it got that far, rolled back. A
-    /// failure to record is logged; it never hides the use case's error.
+    /// Records `audit` as failed when `result` is an error (see [`audit::record_failure`]).
+    pub(crate) async fn record_failure<T>(
+        &self,
+        audit: &AuditEntry,
+        result: &Result<T>,
+        now: Millis,
+    ) {
+        audit::record_failure(&self.write, audit, result, now).await;
+    }
+
+    /// Passes `result` through, after [`Db::record_failure`].
     pub(crate) async fn audit_failure<T>(
         &self,
         audit: &AuditEntry,
         result: Result<T>,
         now: Millis,
     ) -> Result<T> {
-        if result.is_err() {
-            let entry = audit.clone().result(AuditResult::of(&result));
-            if let Err(e) = self.insert_audit(&entry, now).await {
-                tracing::error!(error = %e, action = %entry.action, "recording a failed action in the audit log failed");
-            }
-        }
+        self.record_failure(audit, &result, now).await;
         result
     }
 
-    /// One page of the audit log, newest first, in one query. Only the filters that are set
-    /// become conditions, so that `(actor, seq)` and `(app, seq)` indexes can serve them.
     pub(crate) async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT seq, at, actor, app, action, target, result, detail FROM audit WHERE 1 = 1",
-        );
-        if let Some(actor) = &f.actor {
-            q.push(" AND actor = ").push_bind(actor.as_str().to_owned());
-        }
-        if let Some(app) = &f.app {
-            q.push(" AND app = ").push_bind(app.as_str().to_owned());
-        }
-        if let Some(prefix) = f.action.as_deref().filter(|p| !p.is_empty()) {
-            let len = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
-            q.push(" AND substr(action, 1, ")
-                .push_bind(len)
-                .push(") = ")
-                .push_bind(prefix.to_owned());
-        }
-        if let Some(before) = f.before_seq {
-            q.push(" AND seq < ").push_bind(before);
-        }
-        q.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(i64::from(f.effective_limit()));
-        let rows = q.build().fetch_all(&self.read).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditRecord {
-                    seq: row.try_get("seq")?,
-                    at: row.try_get("at")?,
-                    actor: row.try_get("actor")?,
-                    app: parse_opt(row, "app", AppName::parse)?,
-                    action: row.try_get("action")?,
-                    target: row.try_get("target")?,
-                    result: AuditResult::from_columns(
-                        row.try_get::<String, _>("result")?.as_str(),
-                        row.try_get("detail")?,
-                    )?,
-                })
-            })
-            .collect()
+        audit::list(&self.read, f).await
     }
 }
