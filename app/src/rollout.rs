@@ -47,7 +47,7 @@ pub mod ssr {
             actor: p.actor,
             reason: p.reason,
             failed_output: p.failed_output,
-            events: events.into_iter().map(|e| e.message).collect(),
+            events: events.into_iter().map(|e| e.step.to_string()).collect(),
         }))
     }
 

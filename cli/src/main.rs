@@ -796,7 +796,7 @@ async fn follow(ctx: &Ctx, promotion: Promotion, wait: WaitArgs) -> Result<(), C
             .await?;
         if !ctx.json {
             for event in detail.events.iter().skip(printed) {
-                println!("  {}", ctx.style.dim(&event.message));
+                println!("  {}", ctx.style.dim(&event.step.to_string()));
             }
         }
         printed = detail.events.len();

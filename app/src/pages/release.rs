@@ -76,7 +76,7 @@ pub mod ssr {
                 started_exact: time::exact(d.promotion.started_at),
                 reason: d.promotion.reason,
                 failed_output: d.promotion.failed_output,
-                events: d.events.into_iter().map(|e| e.message).collect(),
+                events: d.events.into_iter().map(|e| e.step.to_string()).collect(),
             })
             .collect();
         Ok(ReleaseDetail {
