@@ -336,6 +336,14 @@ impl Coordinator {
                 by,
                 reply,
             } => {
+                let too_late = self
+                    .rollout
+                    .as_ref()
+                    .is_some_and(|r| r.switched && r.promotion.id == promotion);
+                if too_late {
+                    self.step(&promotion, Step::CancelTooLate { by: by.clone() })
+                        .await;
+                }
                 let answer = self.cancel(&promotion, by);
                 let _ = reply.send(answer);
             }
@@ -892,7 +900,10 @@ impl Coordinator {
         if let Some(l) = &self.launch {
             l.cancel.cancel();
         }
-        self.queued = None;
+        // A promote waiting for a restore to give way never starts.
+        if self.queued.take().is_some() {
+            self.undo_now(Failure::Cancelled("the server shutting down".into()));
+        }
     }
 
     /// Once shutting down and nothing is in progress: retires the active set and ends.

@@ -205,6 +205,7 @@ fn step_kind(s: &Step) -> &'static str {
         Step::Started { .. } => "started",
         Step::Healthy { .. } => "healthy",
         Step::Switched { .. } => "switched",
+        Step::CancelTooLate { .. } => "cancel-too-late",
         Step::DrainTimedOut => "drain-timed-out",
         Step::StoppedOld { .. } => "stopped-old",
         Step::Complete { .. } => "complete",
@@ -457,10 +458,13 @@ async fn cancel_during_the_drain_is_too_late_and_the_rollout_completes() {
     .await;
     let (engine, app) = (env.engine.clone(), env.app.clone());
     let cancel = tokio::spawn(async move { engine.cancel(&app, &Actor::new("ops")).await });
-    // Let the cancel reach the coordinator before the old set is gone.
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
+    env.until_event(&mut rx, |e| {
+        is_step(
+            e,
+            |s| matches!(s, Step::CancelTooLate { by } if by == "ops"),
+        )
+    })
+    .await;
     tokio::time::advance(Duration::from_secs(5)).await;
     let after = within("cancel", cancel).await.unwrap().unwrap();
     assert_eq!(after.id, p.id);

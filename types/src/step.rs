@@ -46,6 +46,8 @@ pub enum Step {
     Healthy { process: String, after_ms: u64 },
     /// Traffic goes to the new release, now recorded as active.
     Switched { release: ReleaseId },
+    /// A cancel came after the switch: too late, the rollout completes.
+    CancelTooLate { by: String },
     /// Requests to the old processes were still in flight when the drain timeout passed.
     DrainTimedOut,
     /// The old release's processes were stopped.
@@ -111,6 +113,10 @@ impl fmt::Display for Step {
             Step::Switched { release } => {
                 write!(f, "switched traffic to {release}; {release} is active")
             }
+            Step::CancelTooLate { by } => write!(
+                f,
+                "{by} asked to cancel after traffic was switched; the rollout completes"
+            ),
             Step::DrainTimedOut => f.write_str(
                 "old processes still had requests in flight after the drain timeout",
             ),

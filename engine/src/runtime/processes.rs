@@ -487,8 +487,8 @@ impl<R: ProcessRuntime> Instance<R> {
 mod tests {
     use super::*;
     use crate::manifest::HealthCheck;
-    use crate::runtime::ServiceSpec;
     use crate::names::AppName;
+    use crate::runtime::ServiceSpec;
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::{watch, Semaphore};
 
@@ -558,7 +558,11 @@ mod tests {
                 self.end("exit status 1");
             }
             let mut rx = self.exit.subscribe();
-            let status = rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| s.clone());
+            let status = rx
+                .wait_for(|s| s.is_some())
+                .await
+                .ok()
+                .and_then(|s| s.clone());
             status.unwrap_or_default()
         }
         async fn stop(&self, _grace: Duration) {
