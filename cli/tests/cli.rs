@@ -36,26 +36,8 @@ impl Server {
     async fn start_signed_out() -> Server {
         let data = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
-        let config = server::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            router_listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data.path().join("data"),
-            database_url: None,
-            examples_dir: engine::testing::example_dir()
-                .parent()
-                .unwrap()
-                .to_path_buf(),
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            secure_cookies: false,
-            auth: engine::AuthConfig::for_tests(),
-            clock: None,
-            page_cache_ms: 1000,
-            public_url: None,
-            isolation: engine::sandbox::IsolationChoice::Auto,
-            app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
-            archive: Default::default(),
-            router: server::config::RouterFlags::default(),
-        };
+        let mut config = server::Config::on_loopback(data.path().join("data"), ADMIN_PASSWORD);
+        config.auth = engine::AuthConfig::for_tests();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let host = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

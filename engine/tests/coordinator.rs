@@ -3,6 +3,9 @@
 //! run. The store is the real one (SQLite); its failures are real too — a trigger makes a
 //! write fail the way a full disk would.
 
+mod common;
+
+use common::config;
 use engine::router::SetView;
 use engine::testing::{example_copy, freeze_time, Behaviour, FakeRuntime};
 use engine::*;
@@ -25,16 +28,6 @@ async fn within<F: Future>(what: &str, f: F) -> F::Output {
         out = f => out,
         _ = rx => panic!("{what}: not within {REAL_WAIT:?}"),
     }
-}
-
-fn config(data: &Path) -> EngineConfig {
-    let mut config = EngineConfig::new(
-        format!("sqlite://{}", data.join("slipway.db").display()),
-        data.to_path_buf(),
-    );
-    config.stop_grace = Duration::from_secs(3);
-    config.drain_timeout = Duration::from_secs(10);
-    config
 }
 
 async fn start(data: &Path, fake: &FakeRuntime) -> Engine {
@@ -137,6 +130,15 @@ impl Env {
             .into_iter()
             .map(|e| e.step)
             .collect()
+    }
+
+    /// Waits (bounded) until the runtime has been asked to start `n` sets.
+    async fn until_started(&self, n: usize) {
+        within(
+            "a set to start",
+            self.fake.until(|f| f.started_sets().len() >= n),
+        )
+        .await;
     }
 
     fn routes(&self) -> Option<Vec<SetView>> {
@@ -335,11 +337,7 @@ async fn an_instance_that_exits_before_it_is_healthy_rolls_back_with_its_output(
         Behaviour::Exits(Duration::from_millis(300), "exit status 1".into()),
     );
     let p = env.promote(&r2, None).await;
-    within(
-        "the new set",
-        env.fake.until(|f| f.started_sets().len() == 2),
-    )
-    .await;
+    env.until_started(2).await;
     tokio::time::advance(Duration::from_millis(300)).await;
     let p = env.wait(&p).await;
     assert_eq!(p.state, PromotionState::RolledBack);
@@ -361,11 +359,7 @@ async fn an_instance_not_healthy_within_its_grace_rolls_back() {
     env.fake
         .script_instance(&r2.id, "web.1", Behaviour::NeverReady);
     let p = env.promote(&r2, None).await;
-    within(
-        "the new set",
-        env.fake.until(|f| f.started_sets().len() == 2),
-    )
-    .await;
+    env.until_started(2).await;
     // The example's grace is 10 s.
     tokio::time::advance(Duration::from_secs(10)).await;
     let p = env.wait(&p).await;
@@ -385,11 +379,7 @@ async fn the_deadline_rolls_back() {
     let r2 = env.next(2).await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, Some(Duration::from_secs(30))).await;
-    within(
-        "the new set",
-        env.fake.until(|f| f.started_sets().len() == 2),
-    )
-    .await;
+    env.until_started(2).await;
     // One instance is ready, the other never is.
     env.fake.make_ready(&r2.id, "web.1");
     tokio::time::advance(Duration::from_secs(29)).await;
@@ -415,11 +405,7 @@ async fn cancel_while_the_new_set_starts_keeps_the_old_one() {
     let r2 = env.next(2).await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, None).await;
-    within(
-        "the new set",
-        env.fake.until(|f| f.started_sets().len() == 2),
-    )
-    .await;
+    env.until_started(2).await;
     let cancelled = within("cancel", env.engine.cancel(&env.app, &Actor::new("ops")))
         .await
         .unwrap();
@@ -767,11 +753,7 @@ async fn after_a_crash_between_recording_the_switch_and_switching_the_recorded_r
     let r2 = env.next(2).await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, None).await;
-    within(
-        "the new set",
-        env.fake.until(|f| f.started_sets().len() == 2),
-    )
-    .await;
+    env.until_started(2).await;
     // The switch is recorded (as `activate` does, in one transaction) and the server dies
     // before it switches: a copy of the data dir taken now is what the next start finds.
     let db = env.db().await;

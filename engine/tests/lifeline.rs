@@ -5,12 +5,14 @@
 //! The "server" is this test binary run again as a child process (`LIFELINE_CHILD` set), so
 //! that it can really be killed.
 
+mod common;
+
+use common::{ready_line, KillOnDrop};
 use engine::artifacts::Artifacts;
 use engine::runtime::local::LocalRuntime;
 use engine::runtime::{Process, ProcessRuntime, ProcessSpec};
 use engine::sandbox::{IsolationChoice, Sandbox, Tenant, DEFAULT_UID_BASE};
 use engine::*;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,16 +25,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const CHILD_ENV: &str = "LIFELINE_CHILD";
 const DATA_ENV: &str = "LIFELINE_DATA";
 const REPORT_ENV: &str = "LIFELINE_REPORT";
-
-/// Kills the child server if the test ends early.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// This test binary, running only `test` with `role` in its environment.
 fn spawn_child(test: &str, role: &str, data: &Path, report: Option<&Path>) -> KillOnDrop {
@@ -48,21 +40,6 @@ fn spawn_child(test: &str, role: &str, data: &Path, report: Option<&Path>) -> Ki
     KillOnDrop(cmd.spawn().unwrap())
 }
 
-/// The rest of the first line of the child's stdout after `READY `, waited for (bounded).
-fn ready_line(child: &mut KillOnDrop) -> String {
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // The test harness may have printed the test's name on the same line.
-            if let Some((_, rest)) = line.split_once("READY ") {
-                let _ = tx.send(rest.to_owned());
-                return;
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).expect("the child never got ready")
-}
 
 /// A process: its pid and start time (so that a reused pid is not taken for it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,7 +237,7 @@ async fn processes_die_with_their_server() {
         data.path(),
         None,
     );
-    let report = ready_line(&mut server);
+    let report = ready_line(&mut server, WAIT);
     let pgids: Vec<u32> = report
         .split_whitespace()
         .map(|p| p.parse().unwrap())

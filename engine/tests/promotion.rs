@@ -522,3 +522,23 @@ async fn env_change_and_promote_is_one_step() {
     assert!(env.contains("\"GREETING\": \"hi\""), "{env}");
     t.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_is_not_utf8_does_not_break_the_app() {
+    let t = TestEngine::new().await;
+    t.set_env(&["EXAMPLE_RAW_OUTPUT=1"]).await;
+    let r = t.deploy(|s| s.replace("scale: 2", "scale: 1")).await;
+    // Every request makes the app write bytes that are not UTF-8; it keeps serving.
+    for _ in 0..20 {
+        let (status, body) = t.get("/release").await;
+        assert_eq!((status, body.trim()), (200, r.id.as_str()));
+    }
+    let output = t.engine.process_output(&t.app, 100).await;
+    assert_eq!(output.len(), 1);
+    assert!(
+        output[0].1.contains("raw \u{FFFD}\u{FFFD} bytes"),
+        "{}",
+        output[0].1
+    );
+    t.engine.shutdown().await;
+}

@@ -9,18 +9,7 @@ mod common;
 
 use common::*;
 use engine::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-
-/// Kills the child server if the test ends early.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const CHILD_ENV: &str = "SLIPWAY_TEST_CHILD_DATA";
 
@@ -112,21 +101,7 @@ async fn restart_after_an_interrupted_rollout_recovers() {
             .spawn()
             .unwrap(),
     );
-    let stdout = server.0.stdout.take().unwrap();
-    // Read the child's report on a thread, bounded by WAIT.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // The test harness may have printed the test's name on the same line.
-            if let Some((_, rest)) = line.split_once("READY ") {
-                let _ = tx.send(rest.to_owned());
-                return;
-            }
-        }
-    });
-    let report = rx
-        .recv_timeout(WAIT)
-        .expect("the child never got mid-rollout");
+    let report = ready_line(&mut server, WAIT);
     let parts: Vec<&str> = report.split(' ').collect();
     let (r1, slow, p2) = (
         parts[0].to_owned(),

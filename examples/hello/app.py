@@ -7,6 +7,7 @@ Its environment can make it misbehave, for trying out rollbacks:
   EXAMPLE_START_DELAY_MS=N    listens only after N milliseconds
   EXAMPLE_HEALTH_FILE=PATH    /health answers 500 while PATH does not exist
   EXAMPLE_SAY=TEXT            prints "says: TEXT" at start (to see output masked for viewers)
+  EXAMPLE_RAW_OUTPUT=1        also logs bytes that are not UTF-8 for each request
 Only the Python standard library is used.
 """
 import html
@@ -35,6 +36,7 @@ def main():
     release = os.environ.get("SLIPWAY_RELEASE", "unknown")
     fail_health = os.environ.get("EXAMPLE_FAIL_HEALTH") == "1"
     health_file = os.environ.get("EXAMPLE_HEALTH_FILE")
+    raw_output = os.environ.get("EXAMPLE_RAW_OUTPUT") == "1"
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -82,6 +84,9 @@ def main():
         def log_message(self, fmt, *args):
             sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
             sys.stdout.flush()
+            if raw_output:
+                sys.stdout.buffer.write(b"raw \xff\xfe bytes\n")
+                sys.stdout.buffer.flush()
 
     class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True

@@ -79,23 +79,8 @@ async fn seed(data_dir: &std::path::Path) -> Duration {
 /// Serves the seeded data dir with the given page cache, loads the Releases page with wrk,
 /// and stops. Returns the load and the page.
 async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, String) {
-    let config = server::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        router_listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: data_dir.to_path_buf(),
-        database_url: None,
-        examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        secure_cookies: false,
-        auth: engine::AuthConfig::default(),
-        clock: None,
-        page_cache_ms,
-        public_url: None,
-        isolation: engine::sandbox::IsolationChoice::Auto,
-        app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
-        archive: Default::default(),
-        router: server::config::RouterFlags::default(),
-    };
+    let mut config = server::Config::on_loopback(data_dir.to_path_buf(), ADMIN_PASSWORD);
+    config.page_cache_ms = page_cache_ms;
     let listener = TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -139,6 +139,31 @@ impl ArchiveFlags {
     }
 }
 
+impl Config {
+    /// A server of its own for tests and benchmarks: the Console and the router on free
+    /// ports of the loopback address, its state in `data_dir`, the first admin's password
+    /// given, everything else as `slipway-server` starts without flags.
+    pub fn on_loopback(data_dir: PathBuf, admin_password: &str) -> Config {
+        Config {
+            listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            router_listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            data_dir,
+            database_url: None,
+            examples_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples")),
+            admin_password: Some(admin_password.to_owned()),
+            secure_cookies: false,
+            public_url: None,
+            isolation: engine::sandbox::IsolationChoice::Auto,
+            app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
+            page_cache_ms: 1000,
+            archive: ArchiveFlags::default(),
+            router: RouterFlags::default(),
+            auth: engine::AuthConfig::default(),
+            clock: None,
+        }
+    }
+}
+
 /// Timeouts of the router that forwards traffic to deployed apps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct RouterFlags {

@@ -191,3 +191,21 @@ async fn deploy_the_example_then_promote_an_older_release_without_javascript() {
     assert_eq!(res.status().as_u16(), 404);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let first = TestApp::spawn().await;
+    let config = common::config(&first.data_dir.path().join("data"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = tokio::time::timeout(
+        common::WAIT,
+        server::serve(&config, listener, std::future::pending()),
+    )
+    .await
+    .expect("the second server gives up at once");
+    let err = second.expect_err("a second server on the same data dir").to_string();
+    assert!(err.contains("is already using the data dir"), "{err}");
+    // The first one still serves.
+    let res = first.client.get(first.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

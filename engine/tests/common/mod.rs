@@ -186,3 +186,31 @@ pub fn pid_in(event: &str) -> Option<u32> {
     let rest = event.split("(pid ").nth(1)?;
     rest.split([',', ')']).next()?.trim().parse().ok()
 }
+
+/// Kills a child process (a server run as this test binary) if the test ends early.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The rest of the first line of the child's stdout after `READY `, waited for (bounded by
+/// `wait`).
+pub fn ready_line(child: &mut KillOnDrop, wait: Duration) -> String {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.0.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The test harness may have printed the test's name on the same line.
+            if let Some((_, rest)) = line.split_once("READY ") {
+                let _ = tx.send(rest.to_owned());
+                return;
+            }
+        }
+    });
+    rx.recv_timeout(wait).expect("the child never got ready")
+}

@@ -21,6 +21,13 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
 }
 
+/// The test servers' configuration, on port 0, with `data_dir`.
+pub fn config(data_dir: &std::path::Path) -> server::Config {
+    let mut config = server::Config::on_loopback(data_dir.to_path_buf(), ADMIN_PASSWORD);
+    config.auth = engine::AuthConfig::for_tests();
+    config
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
@@ -29,23 +36,7 @@ impl TestApp {
     /// Spawns with the config changed by `tweak` (auth settings, a manual clock, ...).
     pub async fn spawn_with(tweak: impl FnOnce(&mut server::Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut config = server::Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            router_listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: data_dir.path().join("data"),
-            database_url: None,
-            examples_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            secure_cookies: false,
-            auth: engine::AuthConfig::for_tests(),
-            clock: None,
-            page_cache_ms: 1000,
-            public_url: None,
-            isolation: engine::sandbox::IsolationChoice::Auto,
-            app_uid_base: engine::sandbox::DEFAULT_UID_BASE,
-            archive: Default::default(),
-            router: server::config::RouterFlags::default(),
-        };
+        let mut config = config(&data_dir.path().join("data"));
         tweak(&mut config);
         let listener = TcpListener::bind(config.listen).await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
