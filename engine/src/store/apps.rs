@@ -1,15 +1,69 @@
-//! Apps: their names, who made them and which release is active.
+//! Apps: their names, who made them and which release is active. An app's row is also its
+//! write lock ([`UnitOfWork::lock_app`]).
 
 use sqlx::Row;
 
-use super::sqlite::DbRow;
-use super::{write_audit, Store};
+use super::releases::{release_from_row, RELEASE_COLS};
+use super::sqlite::{DbRow, LOCK_APP};
+use super::{LockedApp, Store, UnitOfWork};
 use crate::auth::AuditEntry;
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
 use crate::model::*;
 use crate::names::{Actor, AppName};
 use auth::sql::{parse_col, parse_opt, unique_violation};
+
+impl UnitOfWork {
+    /// Takes the write lock of the app `name` for the rest of the unit of work and returns it
+    /// with its newest and active releases, in one query. `NotFound` when there is no such
+    /// app. SQLite: the transaction holds the database's write lock already; PostgreSQL:
+    /// `SELECT ... FROM apps a ... WHERE a.name = $1 FOR UPDATE OF a` (see
+    /// [`super::sqlite::LOCK_APP`]).
+    pub(crate) async fn lock_app(&mut self, name: &AppName) -> Result<LockedApp> {
+        let row = sqlx::query(&format!(
+            "SELECT a.id AS app_id, a.active_release_id, {RELEASE_COLS}
+             FROM apps a
+             LEFT JOIN releases r ON r.app_id = a.id
+                  AND r.seq = (SELECT MAX(seq) FROM releases WHERE app_id = a.id)
+             WHERE a.name = ? {LOCK_APP}"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(self.conn())
+        .await?
+        .ok_or_else(|| Error::not_found("app", name))?;
+        let newest = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(release_from_row(&row)?),
+            None => None,
+        };
+        Ok(LockedApp {
+            id: row.try_get("app_id")?,
+            name: name.clone(),
+            newest,
+            active: parse_opt(&row, "active_release_id", ReleaseId::parse)?,
+        })
+    }
+
+    /// Inserts an app; `Conflict` when the name is taken.
+    pub(crate) async fn create_app(&mut self, name: &AppName, actor: &Actor) -> Result<App> {
+        let now = self.now();
+        sqlx::query("INSERT INTO apps (name, created_at, created_by) VALUES (?, ?, ?)")
+            .bind(name.as_str())
+            .bind(now)
+            .bind(actor.as_str())
+            .execute(self.conn())
+            .await
+            .map_err(|e| match e {
+                e if unique_violation(&e) => Error::Conflict(format!("app {name} already exists")),
+                e => e.into(),
+            })?;
+        Ok(App {
+            name: name.clone(),
+            created_at: now,
+            created_by: actor.to_string(),
+            active_release: None,
+        })
+    }
+}
 
 impl Store {
     /// Inserts an app and its audit entry, in one transaction.
@@ -19,30 +73,11 @@ impl Store {
         actor: &Actor,
         audit: &AuditEntry,
     ) -> Result<App> {
-        let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        let res = sqlx::query("INSERT INTO apps (name, created_at, created_by) VALUES (?, ?, ?)")
-            .bind(name.as_str())
-            .bind(now)
-            .bind(actor.as_str())
-            .execute(&mut *tx)
-            .await;
-        if res.is_ok() {
-            write_audit(&mut tx, audit, now).await?;
-            tx.commit().await?;
-        }
-        match res {
-            Ok(_) => Ok(App {
-                name: name.clone(),
-                created_at: now,
-                created_by: actor.to_string(),
-                active_release: None,
-            }),
-            Err(e) if unique_violation(&e) => {
-                Err(Error::Conflict(format!("app {name} already exists")))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut uow = self.begin().await?;
+        let app = uow.create_app(name, actor).await?;
+        uow.audit(audit).await?;
+        uow.commit().await?;
+        Ok(app)
     }
 
     pub(crate) async fn app_id(&self, name: &AppName) -> Result<i64> {

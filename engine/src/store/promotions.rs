@@ -4,8 +4,8 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::sqlite::{DbRow, Tx};
-use super::{write_audit, Store};
+use super::sqlite::DbRow;
+use super::{LockedApp, Store, UnitOfWork};
 use crate::auth::AuditEntry;
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
@@ -39,9 +39,143 @@ pub(super) fn promotion_from_row(row: &DbRow, prefix: &str) -> Result<Promotion>
     })
 }
 
+impl UnitOfWork {
+    /// Records a running promotion of `release`, from the app's active release. While another
+    /// rollout of the app runs nothing is written: `RolloutInProgress`. Under the app's lock
+    /// the check and the insert are one step; the database's unique index on running
+    /// promotions stands behind them.
+    pub(crate) async fn start_promotion(
+        &mut self,
+        app: &LockedApp,
+        release: &ReleaseId,
+        actor: &Actor,
+        deadline: Duration,
+    ) -> Result<Promotion> {
+        let promotion = Promotion {
+            id: PromotionId::generate(),
+            app: app.name.clone(),
+            release: release.clone(),
+            previous_release: app.active.clone(),
+            actor: actor.to_string(),
+            state: PromotionState::Running,
+            reason: None,
+            failed_output: None,
+            deadline_ms: deadline.as_millis() as i64,
+            started_at: self.now(),
+            finished_at: None,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO promotions (id, app_id, release_id, previous_release_id, actor, state, deadline_ms, started_at)
+             SELECT ?, ?, ?, ?, ?, 'running', ?, ?
+             WHERE NOT EXISTS (SELECT 1 FROM promotions WHERE app_id = ? AND state = 'running')",
+        )
+        .bind(promotion.id.as_str())
+        .bind(app.id)
+        .bind(release.as_str())
+        .bind(promotion.previous_release.as_ref().map(|r| r.as_str()))
+        .bind(actor.as_str())
+        .bind(promotion.deadline_ms)
+        .bind(promotion.started_at)
+        .bind(app.id)
+        .execute(self.conn())
+        .await;
+        let running = match inserted {
+            Ok(done) if done.rows_affected() == 1 => return Ok(promotion),
+            Ok(_) => sqlx::query_scalar(
+                "SELECT id FROM promotions WHERE app_id = ? AND state = 'running'",
+            )
+            .bind(app.id)
+            .fetch_optional(self.conn())
+            .await?
+            .unwrap_or_default(),
+            // Only a writer that skipped the app's lock gets here; on PostgreSQL the
+            // transaction is over, so the running promotion is not looked up.
+            Err(e) if unique_violation(&e) => "unknown".to_owned(),
+            Err(e) => return Err(e.into()),
+        };
+        Err(Error::RolloutInProgress {
+            app: app.name.to_string(),
+            promotion: running,
+        })
+    }
+
+    /// Makes the promotion's release the app's active one and ends the promotion as `active`.
+    pub(crate) async fn activate(&mut self, promotion: &PromotionId) -> Result<()> {
+        sqlx::query(
+            "UPDATE apps SET active_release_id = (SELECT release_id FROM promotions WHERE id = ?)
+             WHERE id = (SELECT app_id FROM promotions WHERE id = ?)",
+        )
+        .bind(promotion.as_str())
+        .bind(promotion.as_str())
+        .execute(self.conn())
+        .await?;
+        let now = self.now();
+        sqlx::query("UPDATE promotions SET state = 'active', finished_at = ? WHERE id = ? AND state = 'running'")
+            .bind(now)
+            .bind(promotion.as_str())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a running promotion as `state` (a promotion already ended is left as it is).
+    pub(crate) async fn finish_promotion(
+        &mut self,
+        promotion: &PromotionId,
+        state: PromotionState,
+        reason: &str,
+        failed_output: Option<&str>,
+    ) -> Result<()> {
+        let now = self.now();
+        sqlx::query(
+            "UPDATE promotions SET state = ?, reason = ?, failed_output = ?, finished_at = ?
+             WHERE id = ? AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(failed_output)
+        .bind(now)
+        .bind(promotion.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every promotion still marked running (after a restart) as failed with `reason`,
+    /// each with an `Interrupted` step, in two statements whatever their number.
+    pub(crate) async fn fail_running_promotions(
+        &mut self,
+        reason: &str,
+    ) -> Result<Vec<PromotionId>> {
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO promotion_events (promotion_id, seq, at, message, step)
+             SELECT p.id, (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM promotion_events e WHERE e.promotion_id = p.id), ?, ?, ?
+             FROM promotions p WHERE p.state = 'running'",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(step_json(&Step::Interrupted))
+        .execute(self.conn())
+        .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE promotions SET state = 'failed', reason = ?, finished_at = ? WHERE state = 'running'
+             RETURNING id",
+        )
+        .bind(reason)
+        .bind(now)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(ids
+            .iter()
+            .map(|s| PromotionId::parse(s))
+            .collect::<Result<_, _>>()?)
+    }
+}
+
 impl Store {
-    /// Records a new running promotion and its audit entry. The database refuses a second
-    /// running one per app.
+    /// Records a new running promotion of `release` and its audit entry, in one transaction;
+    /// `RolloutInProgress` while another rollout of the app runs.
     pub(crate) async fn start_promotion(
         &self,
         app: &AppName,
@@ -50,12 +184,41 @@ impl Store {
         deadline: Duration,
         audit: &AuditEntry,
     ) -> Result<Promotion> {
-        let app_id = self.app_id(app).await?;
-        let mut tx = self.write.begin().await?;
-        let promotion = insert_promotion(&mut tx, app, app_id, release, actor, deadline).await?;
-        write_audit(&mut tx, audit, promotion.started_at).await?;
-        tx.commit().await?;
+        let mut uow = self.begin().await?;
+        let app = uow.lock_app(app).await?;
+        let promotion = uow.start_promotion(&app, release, actor, deadline).await?;
+        uow.audit(audit).await?;
+        uow.commit().await?;
         Ok(promotion)
+    }
+
+    /// [`UnitOfWork::activate`], in a transaction of its own.
+    pub(crate) async fn activate(&self, promotion: &PromotionId) -> Result<()> {
+        let mut uow = self.begin().await?;
+        uow.activate(promotion).await?;
+        uow.commit().await
+    }
+
+    /// [`UnitOfWork::finish_promotion`], in a transaction of its own.
+    pub(crate) async fn finish_promotion(
+        &self,
+        promotion: &PromotionId,
+        state: PromotionState,
+        reason: &str,
+        failed_output: Option<&str>,
+    ) -> Result<()> {
+        let mut uow = self.begin().await?;
+        uow.finish_promotion(promotion, state, reason, failed_output)
+            .await?;
+        uow.commit().await
+    }
+
+    /// [`UnitOfWork::fail_running_promotions`], in a transaction of its own.
+    pub(crate) async fn fail_running_promotions(&self, reason: &str) -> Result<Vec<PromotionId>> {
+        let mut uow = self.begin().await?;
+        let ids = uow.fail_running_promotions(reason).await?;
+        uow.commit().await?;
+        Ok(ids)
     }
 
     /// The app's running promotion, if one is recorded as running.
@@ -69,6 +232,7 @@ impl Store {
         Ok(id.map(|s| PromotionId::parse(&s)).transpose()?)
     }
 
+    /// Appends a step to the promotion's log (one statement: no unit of work needed).
     pub(crate) async fn add_event(
         &self,
         promotion: &PromotionId,
@@ -95,81 +259,6 @@ impl Store {
             message,
             step: step.clone(),
         })
-    }
-
-    /// Makes the promotion's release the app's active one and ends the promotion as `active`,
-    /// in one transaction.
-    pub(crate) async fn activate(&self, promotion: &PromotionId) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "UPDATE apps SET active_release_id = (SELECT release_id FROM promotions WHERE id = ?)
-             WHERE id = (SELECT app_id FROM promotions WHERE id = ?)",
-        )
-        .bind(promotion.as_str())
-        .bind(promotion.as_str())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE promotions SET state = 'active', finished_at = ? WHERE id = ? AND state = 'running'")
-            .bind(now_ms())
-            .bind(promotion.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn finish_promotion(
-        &self,
-        promotion: &PromotionId,
-        state: PromotionState,
-        reason: &str,
-        failed_output: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE promotions SET state = ?, reason = ?, failed_output = ?, finished_at = ?
-             WHERE id = ? AND state = 'running'",
-        )
-        .bind(state.as_str())
-        .bind(reason)
-        .bind(failed_output)
-        .bind(now_ms())
-        .bind(promotion.as_str())
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    /// Ends every promotion still marked running (after a restart) with `reason`.
-    pub(crate) async fn fail_running_promotions(&self, reason: &str) -> Result<Vec<PromotionId>> {
-        let mut tx = self.write.begin().await?;
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM promotions WHERE state = 'running'")
-                .fetch_all(&mut *tx)
-                .await?;
-        let now = now_ms();
-        for id in &ids {
-            sqlx::query(
-                "INSERT INTO promotion_events (promotion_id, seq, at, message, step)
-                 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM promotion_events WHERE promotion_id = ?), ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(id)
-            .bind(now)
-            .bind(reason)
-            .bind(step_json(&Step::Interrupted))
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE promotions SET state = 'failed', reason = ?, finished_at = ? WHERE state = 'running'")
-            .bind(reason)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(ids
-            .iter()
-            .map(|s| PromotionId::parse(s))
-            .collect::<Result<_, _>>()?)
     }
 
     pub async fn promotion(&self, id: &PromotionId) -> Result<Promotion> {
@@ -261,67 +350,5 @@ fn event_from_row(row: &DbRow, promotion: PromotionId) -> Result<PromotionEvent>
         at: row.try_get("at")?,
         message,
         step,
-    })
-}
-
-/// Records a running promotion of `release`, from the app's active release. A second running
-/// promotion of the app violates the partial unique index: `RolloutInProgress`.
-pub(super) async fn insert_promotion(
-    tx: &mut Tx,
-    app: &AppName,
-    app_id: i64,
-    release: &ReleaseId,
-    actor: &Actor,
-    deadline: Duration,
-) -> Result<Promotion> {
-    let previous_release: Option<String> =
-        sqlx::query_scalar("SELECT active_release_id FROM apps WHERE id = ?")
-            .bind(app_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    let previous_release = previous_release.map(|s| ReleaseId::parse(&s)).transpose()?;
-    let id = PromotionId::generate();
-    let now = now_ms();
-    let res = sqlx::query(
-        "INSERT INTO promotions (id, app_id, release_id, previous_release_id, actor, state, deadline_ms, started_at)
-         VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-    )
-    .bind(id.as_str())
-    .bind(app_id)
-    .bind(release.as_str())
-    .bind(previous_release.as_ref().map(|r| r.as_str()))
-    .bind(actor.as_str())
-    .bind(deadline.as_millis() as i64)
-    .bind(now)
-    .execute(&mut **tx)
-    .await;
-    match res {
-        Ok(_) => {}
-        Err(e) if unique_violation(&e) => {
-            let running: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM promotions WHERE app_id = ? AND state = 'running'",
-            )
-            .bind(app_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            return Err(Error::RolloutInProgress {
-                app: app.to_string(),
-                promotion: running.unwrap_or_default(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    }
-    Ok(Promotion {
-        id,
-        app: app.clone(),
-        release: release.clone(),
-        previous_release,
-        actor: actor.to_string(),
-        state: PromotionState::Running,
-        reason: None,
-        failed_output: None,
-        deadline_ms: deadline.as_millis() as i64,
-        started_at: now,
-        finished_at: None,
     })
 }

@@ -1,11 +1,10 @@
 //! Releases (immutable: a build and an environment) and the builds they are made from.
 
 use sqlx::Row;
-use std::time::Duration;
 
-use super::promotions::{insert_promotion, promotion_from_row};
-use super::sqlite::{Db, DbRow, Tx};
-use super::{write_audit, Store};
+use super::promotions::promotion_from_row;
+use super::sqlite::{Db, DbRow};
+use super::{LockedApp, Store, UnitOfWork};
 use crate::auth::AuditEntry;
 use crate::env::Environment;
 use crate::error::{Error, Result};
@@ -22,17 +21,6 @@ pub(crate) struct NewRelease<'a> {
     pub description: &'a str,
     pub rollback_of: Option<&'a ReleaseId>,
     pub actor: &'a Actor,
-}
-
-/// What [`Store::insert_release_from_newest`]'s `make` decides from the newest release: the
-/// new release, and the audit entry that records it (written in the same transaction).
-pub(crate) struct ReleaseParts {
-    pub build: Option<BuildId>,
-    pub env: Environment,
-    pub description: String,
-    pub rollback_of: Option<ReleaseId>,
-    pub actor: Actor,
-    pub audit: AuditEntry,
 }
 
 /// A build to insert.
@@ -53,9 +41,9 @@ fn env_to_json(env: &Environment) -> Result<String> {
     serde_json::to_string(env).map_err(|e| Error::Internal(format!("environment to JSON: {e}")))
 }
 
-const RELEASE_COLS: &str = "r.id, r.seq, r.build_id, r.env, r.description, r.rollback_of, r.created_at, r.created_by, a.name AS app_name";
+pub(super) const RELEASE_COLS: &str = "r.id, r.seq, r.build_id, r.env, r.description, r.rollback_of, r.created_at, r.created_by, a.name AS app_name";
 
-fn release_from_row(row: &DbRow) -> Result<Release> {
+pub(super) fn release_from_row(row: &DbRow) -> Result<Release> {
     Ok(Release {
         id: parse_col(row, "id", ReleaseId::parse)?,
         app: parse_col(row, "app_name", AppName::parse)?,
@@ -73,6 +61,88 @@ const BUILD_SELECT: &str = "SELECT b.id, b.status, b.description, b.artifact, b.
         (SELECT r.id FROM releases r WHERE r.build_id = b.id ORDER BY r.seq LIMIT 1) AS release_id
      FROM builds b JOIN apps a ON a.id = b.app_id";
 
+/// The release `id` of `app`, if there is one, on `conn` (a pool or a unit of work's
+/// transaction).
+pub(super) async fn fetch_release<'c>(
+    conn: impl sqlx::Executor<'c, Database = Db>,
+    app: &AppName,
+    id: &ReleaseId,
+) -> Result<Option<Release>> {
+    sqlx::query(&format!(
+        "SELECT {RELEASE_COLS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = ? AND a.name = ?"
+    ))
+    .bind(id.as_str())
+    .bind(app.as_str())
+    .fetch_optional(conn)
+    .await?
+    .map(|row| release_from_row(&row))
+    .transpose()
+}
+
+impl UnitOfWork {
+    /// Inserts a complete build of `app`, numbered after its last one.
+    pub(crate) async fn insert_build(
+        &mut self,
+        app: &LockedApp,
+        build: &NewBuild<'_>,
+    ) -> Result<()> {
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO builds (id, app_id, seq, status, description, artifact, manifest, git_sha, created_at, created_by)
+             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM builds WHERE app_id = ?), 'complete', ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(build.id.as_str())
+        .bind(app.id)
+        .bind(app.id)
+        .bind(build.description)
+        .bind(build.artifact)
+        .bind(build.manifest)
+        .bind(build.git_sha)
+        .bind(now)
+        .bind(build.actor.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts a release of `app` as its newest (numbered after the last one; the app's lock
+    /// keeps that number free until the commit) and returns it; `app.newest` becomes it.
+    pub(crate) async fn insert_release(
+        &mut self,
+        app: &mut LockedApp,
+        r: &NewRelease<'_>,
+    ) -> Result<Release> {
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO releases (id, app_id, seq, build_id, env, description, rollback_of, created_at, created_by)
+             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE app_id = ?), ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.id.as_str())
+        .bind(app.id)
+        .bind(app.id)
+        .bind(r.build.map(|b| b.as_str()))
+        .bind(env_to_json(r.env)?)
+        .bind(r.description)
+        .bind(r.rollback_of.map(|b| b.as_str()))
+        .bind(now)
+        .bind(r.actor.as_str())
+        .execute(self.conn())
+        .await?;
+        let release = Release {
+            id: r.id.clone(),
+            app: app.name.clone(),
+            build: r.build.cloned(),
+            env: r.env.clone(),
+            description: r.description.to_owned(),
+            rollback_of: r.rollback_of.cloned(),
+            created_at: now,
+            created_by: r.actor.to_string(),
+        };
+        app.newest = Some(release.clone());
+        Ok(release)
+    }
+}
+
 impl Store {
     /// Inserts a build, the release it makes (its env copied from the app's newest release)
     /// and the audit entry that records them, in one transaction.
@@ -83,163 +153,36 @@ impl Store {
         release_id: &ReleaseId,
         audit: &AuditEntry,
     ) -> Result<Release> {
-        let app_id = self.app_id(app).await?;
-        let mut tx = self.write.begin().await?;
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO builds (id, app_id, seq, status, description, artifact, manifest, git_sha, created_at, created_by)
-             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM builds WHERE app_id = ?), 'complete', ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(build.id.as_str())
-        .bind(app_id)
-        .bind(app_id)
-        .bind(build.description)
-        .bind(build.artifact)
-        .bind(build.manifest)
-        .bind(build.git_sha)
-        .bind(now)
-        .bind(build.actor.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let env: Option<String> = sqlx::query_scalar(
-            "SELECT env FROM releases WHERE app_id = ? ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(app_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let env = match env {
-            Some(s) => env_from_json(&s)?,
-            None => Environment::new(),
-        };
-        insert_release(
-            &mut tx,
-            app_id,
-            &NewRelease {
-                id: release_id,
-                build: Some(build.id),
-                env: &env,
-                description: build.description,
-                rollback_of: None,
-                actor: build.actor,
-            },
-            now,
-        )
-        .await?;
-        write_audit(&mut tx, audit, now).await?;
-        tx.commit().await?;
-        Ok(Release {
-            id: release_id.clone(),
-            app: app.clone(),
-            build: Some(build.id.clone()),
-            env,
-            description: build.description.to_owned(),
-            rollback_of: None,
-            created_at: now,
-            created_by: build.actor.to_string(),
-        })
-    }
-
-    /// Inserts a release. With `expected_newest`, the insert only happens when that release is
-    /// still the app's newest (checked inside the transaction); otherwise it is a `StaleBase`.
-    /// `make` computes the new release (whose ID it is given) from the newest one inside the
-    /// same transaction, with the audit entry that records it. With `promote`, a running
-    /// promotion of the new release is recorded in the same transaction: when another rollout
-    /// runs, nothing is written (`RolloutInProgress`).
-    pub(crate) async fn insert_release_from_newest<F>(
-        &self,
-        app: &AppName,
-        expected_newest: Option<&ReleaseId>,
-        promote: Option<(&Actor, Duration)>,
-        make: F,
-    ) -> Result<(Release, Option<Promotion>)>
-    where
-        F: FnOnce(Option<&Release>, &ReleaseId) -> Result<ReleaseParts>,
-    {
-        let app_id = self.app_id(app).await?;
-        let mut tx = self.write.begin().await?;
-        let newest = sqlx::query(&format!(
-            "SELECT {RELEASE_COLS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.app_id = ? ORDER BY r.seq DESC LIMIT 1"
-        ))
-        .bind(app_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| release_from_row(&row))
-        .transpose()?;
-        if let Some(expected) = expected_newest {
-            match &newest {
-                Some(n) if &n.id == expected => {}
-                Some(n) => {
-                    let base = sqlx::query(&format!(
-                        "SELECT {RELEASE_COLS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = ? AND r.app_id = ?"
-                    ))
-                    .bind(expected.as_str())
-                    .bind(app_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|row| release_from_row(&row))
-                    .transpose()?
-                    .ok_or_else(|| Error::not_found("release", expected.to_string()))?;
-                    return Err(stale_base(&base, n));
-                }
-                None => return Err(Error::not_found("release", expected)),
-            }
-        }
-        let id = ReleaseId::generate();
-        let ReleaseParts {
-            build,
-            env,
-            description,
-            rollback_of,
-            actor,
-            audit,
-        } = make(newest.as_ref(), &id)?;
-        let now = now_ms();
-        insert_release(
-            &mut tx,
-            app_id,
-            &NewRelease {
-                id: &id,
-                build: build.as_ref(),
-                env: &env,
-                description: &description,
-                rollback_of: rollback_of.as_ref(),
-                actor: &actor,
-            },
-            now,
-        )
-        .await?;
-        let promotion = match promote {
-            Some((actor, deadline)) => {
-                Some(insert_promotion(&mut tx, app, app_id, &id, actor, deadline).await?)
-            }
-            None => None,
-        };
-        write_audit(&mut tx, &audit, now).await?;
-        tx.commit().await?;
-        let release = Release {
-            id,
-            app: app.clone(),
-            build,
-            env,
-            description,
-            rollback_of,
-            created_at: now,
-            created_by: actor.to_string(),
-        };
-        Ok((release, promotion))
+        let mut uow = self.begin().await?;
+        let mut app = uow.lock_app(app).await?;
+        uow.insert_build(&app, &build).await?;
+        let env = app
+            .newest
+            .as_ref()
+            .map(|r| r.env.clone())
+            .unwrap_or_default();
+        let release = uow
+            .insert_release(
+                &mut app,
+                &NewRelease {
+                    id: release_id,
+                    build: Some(build.id),
+                    env: &env,
+                    description: build.description,
+                    rollback_of: None,
+                    actor: build.actor,
+                },
+            )
+            .await?;
+        uow.audit(audit).await?;
+        uow.commit().await?;
+        Ok(release)
     }
 
     pub async fn release(&self, app: &AppName, id: &ReleaseId) -> Result<Release> {
-        sqlx::query(&format!(
-            "SELECT {RELEASE_COLS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = ? AND a.name = ?"
-        ))
-        .bind(id.as_str())
-        .bind(app.as_str())
-        .fetch_optional(&self.read)
-        .await?
-        .map(|row| release_from_row(&row))
-        .transpose()?
-        .ok_or_else(|| Error::not_found("release", id.to_string()))
+        fetch_release(&self.read, app, id)
+            .await?
+            .ok_or_else(|| Error::not_found("release", id))
     }
 
     /// The releases of `app` among `ids` (unknown ones are left out), in one query.
@@ -353,38 +296,4 @@ fn build_from_row(row: &DbRow) -> Result<Build> {
         created_by: row.try_get("created_by")?,
         release: parse_opt(row, "release_id", ReleaseId::parse)?,
     })
-}
-
-async fn insert_release(tx: &mut Tx, app_id: i64, r: &NewRelease<'_>, now: Millis) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO releases (id, app_id, seq, build_id, env, description, rollback_of, created_at, created_by)
-         VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE app_id = ?), ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(r.id.as_str())
-    .bind(app_id)
-    .bind(app_id)
-    .bind(r.build.map(|b| b.as_str()))
-    .bind(env_to_json(r.env)?)
-    .bind(r.description)
-    .bind(r.rollback_of.map(|b| b.as_str()))
-    .bind(now)
-    .bind(r.actor.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The refusal of a change based on `base` when `newest` has been made since: what changed in
-/// the environment, or else which release came in between.
-pub(crate) fn stale_base(base: &Release, newest: &Release) -> Error {
-    let diff = base.env.diff(&newest.env);
-    Error::StaleBase {
-        base: base.id.to_string(),
-        newest: newest.id.to_string(),
-        changes: if diff.is_empty() {
-            format!("{} ({})", newest.description, newest.id)
-        } else {
-            diff.description()
-        },
-    }
 }
