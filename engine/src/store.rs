@@ -19,6 +19,9 @@ mod releases;
 mod sqlite;
 mod uow;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use releases::{NewBuild, NewRelease};
 use sqlite::Pool;
 pub(crate) use uow::{stale_base, Base, LockedApp, UnitOfWork};
