@@ -23,7 +23,7 @@ use crate::runtime::local::LocalRuntime;
 use crate::runtime::processes::ProcessSets;
 use crate::runtime::Runtime;
 use crate::sandbox::{Isolation, IsolationChoice, Sandbox};
-use crate::store::{NewBuild, ReleaseParts, Store};
+use crate::store::{self, Base, NewBuild, Store};
 use crate::traffic::Traffic;
 
 /// How long a rollout may take unless the promote says otherwise (Kubernetes'
@@ -520,7 +520,7 @@ impl Engine {
     ) -> Result<Release> {
         let audit = env_audit(actor, app, base);
         let result = self
-            .change_env_inner(app, change, base, description, None, actor)
+            .change_env_inner(app, change, &Base::or_any(base), description, None, actor)
             .await;
         let (release, _) = self.audited(&audit, result).await?;
         Ok(release)
@@ -540,7 +540,14 @@ impl Engine {
     ) -> Result<(Release, Promotion)> {
         let audit = env_audit(actor, app, base);
         let result = self
-            .change_env_and_promote_inner(app, change, base, description, options, actor)
+            .change_env_and_promote_inner(
+                app,
+                change,
+                &Base::or_any(base),
+                description,
+                options,
+                actor,
+            )
             .await;
         self.audited(&audit, result).await
     }
@@ -549,7 +556,7 @@ impl Engine {
         &self,
         app: &AppName,
         change: &EnvChange,
-        base: Option<&ReleaseId>,
+        base: &Base,
         description: Option<&str>,
         options: &PromoteOptions,
         actor: &Actor,
@@ -567,47 +574,61 @@ impl Engine {
         &self,
         app: &AppName,
         change: &EnvChange,
-        base: Option<&ReleaseId>,
+        base: &Base,
         description: Option<&str>,
         promote: Option<Duration>,
         actor: &Actor,
     ) -> Result<(Release, Option<Promotion>)> {
         let description = description.map(check_description).transpose()?;
-        let (release, promotion) = self
-            .inner
-            .store
-            .insert_release_from_newest(app, base, promote.map(|d| (actor, d)), |newest, id| {
-                let old = newest.map(|r| r.env.clone()).unwrap_or_default();
-                let new = old.apply(change)?;
-                let diff = old.diff(&new);
-                if diff.is_empty() {
-                    return Err(Error::invalid(
-                        "env",
-                        "nothing to change: the environment is already like that",
-                    ));
-                }
-                let build = newest.and_then(|r| r.build.clone());
-                if promote.is_some() && build.is_none() {
-                    return Err(no_build_error(newest.map(|r| &r.id)));
-                }
-                let description = description
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| diff.description());
-                // Key names only, never values: `R… env add:A change:B`.
-                let mut target = format!("{id} {}", diff.description());
-                if promote.is_some() {
-                    target.push_str(" (promoted)");
-                }
-                Ok(ReleaseParts {
-                    build,
-                    env: new,
-                    description,
+        let mut uow = self.inner.store.begin().await?;
+        let mut locked = uow.lock_app(app).await?;
+        uow.check(&locked, base).await?;
+        let newest = locked.newest.as_ref();
+        let old = newest.map(|r| r.env.clone()).unwrap_or_default();
+        let new = old.apply(change)?;
+        let diff = old.diff(&new);
+        if diff.is_empty() {
+            return Err(Error::invalid(
+                "env",
+                "nothing to change: the environment is already like that",
+            ));
+        }
+        let build = newest.and_then(|r| r.build.clone());
+        if promote.is_some() && build.is_none() {
+            return Err(no_build_error(newest.map(|r| &r.id)));
+        }
+        let description = description
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| diff.description());
+        let id = ReleaseId::generate();
+        // Key names only, never values: `R… env add:A change:B`.
+        let mut target = format!("{id} {}", diff.description());
+        if promote.is_some() {
+            target.push_str(" (promoted)");
+        }
+        let release = uow
+            .insert_release(
+                &mut locked,
+                &store::NewRelease {
+                    id: &id,
+                    build: build.as_ref(),
+                    env: &new,
+                    description: &description,
                     rollback_of: None,
-                    actor: actor.clone(),
-                    audit: audit_entry(actor, actions::ENV_CHANGE, app).target(target),
-                })
-            })
+                    actor,
+                },
+            )
             .await?;
+        let promotion = match promote {
+            Some(deadline) => Some(
+                uow.start_promotion(&locked, &release.id, actor, deadline)
+                    .await?,
+            ),
+            None => None,
+        };
+        uow.audit(&audit_entry(actor, actions::ENV_CHANGE, app).target(target))
+            .await?;
+        uow.commit().await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
             app: app.clone(),
             release: release.id.clone(),
@@ -675,15 +696,15 @@ impl Engine {
     ) -> Result<(Release, Option<Promotion>)> {
         let (base, new) = self.plan_env_edit(app, base, edit).await?;
         let change = EnvChange::replace_with(&new);
-        let base_id = base.as_ref().map(|b| &b.id);
+        let base_id = Base::or_empty(base.as_ref().map(|b| &b.id));
         if base.as_ref().is_some_and(|b| b.build.is_some()) {
             let (release, promotion) = self
-                .change_env_and_promote_inner(app, &change, base_id, None, options, actor)
+                .change_env_and_promote_inner(app, &change, &base_id, None, options, actor)
                 .await?;
             Ok((release, Some(promotion)))
         } else {
             let (release, _) = self
-                .change_env_inner(app, &change, base_id, None, None, actor)
+                .change_env_inner(app, &change, &base_id, None, None, actor)
                 .await?;
             Ok((release, None))
         }
@@ -885,36 +906,41 @@ impl Engine {
             Some(id) => Some(self.inner.store.release(app, id).await?),
             None => None,
         };
-        let (release, _) = self
-            .inner
-            .store
-            .insert_release_from_newest(app, None, None, |newest, id| {
-                let base = parent.as_ref().or(newest);
-                let old_env = base.map(|r| r.env.clone()).unwrap_or_default();
-                let env = spec.env.clone().unwrap_or_else(|| old_env.clone());
-                let build = spec
-                    .build
-                    .clone()
-                    .or_else(|| base.and_then(|r| r.build.clone()));
-                let diff = old_env.diff(&env);
-                let description = match description.filter(|d| !d.is_empty()) {
-                    Some(d) => d,
-                    None if !diff.is_empty() => diff.description(),
-                    None => match base {
-                        Some(b) => format!("release from {}", b.id),
-                        None => "first release".into(),
-                    },
-                };
-                Ok(ReleaseParts {
-                    build,
-                    env,
-                    description,
+        let mut uow = self.inner.store.begin().await?;
+        let mut locked = uow.lock_app(app).await?;
+        let base = parent.as_ref().or(locked.newest.as_ref());
+        let old_env = base.map(|r| r.env.clone()).unwrap_or_default();
+        let env = spec.env.clone().unwrap_or_else(|| old_env.clone());
+        let build = spec
+            .build
+            .clone()
+            .or_else(|| base.and_then(|r| r.build.clone()));
+        let diff = old_env.diff(&env);
+        let description = match description.filter(|d| !d.is_empty()) {
+            Some(d) => d,
+            None if !diff.is_empty() => diff.description(),
+            None => match base {
+                Some(b) => format!("release from {}", b.id),
+                None => "first release".into(),
+            },
+        };
+        let id = ReleaseId::generate();
+        let release = uow
+            .insert_release(
+                &mut locked,
+                &store::NewRelease {
+                    id: &id,
+                    build: build.as_ref(),
+                    env: &env,
+                    description: &description,
                     rollback_of: None,
-                    actor: actor.clone(),
-                    audit: audit_entry(actor, actions::RELEASE_CREATE, app).target(id.as_str()),
-                })
-            })
+                    actor,
+                },
+            )
             .await?;
+        uow.audit(&audit_entry(actor, actions::RELEASE_CREATE, app).target(id.as_str()))
+            .await?;
+        uow.commit().await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
             app: app.clone(),
             release: release.id.clone(),
@@ -948,26 +974,35 @@ impl Engine {
         if old.build.is_none() {
             return Err(no_build_error(Some(&old.id)));
         }
-        let (release, promotion) = self
-            .inner
-            .store
-            .insert_release_from_newest(app, None, Some((actor, deadline)), |_, id| {
-                Ok(ReleaseParts {
-                    build: old.build.clone(),
-                    env: old.env.clone(),
-                    description: format!("rollback to {}", old.id),
-                    rollback_of: Some(old.id.clone()),
-                    actor: actor.clone(),
-                    audit: audit_entry(actor, actions::RELEASE_ROLLBACK, app)
-                        .target(format!("{} as new release {id}", old.id)),
-                })
-            })
+        let mut uow = self.inner.store.begin().await?;
+        let mut locked = uow.lock_app(app).await?;
+        let id = ReleaseId::generate();
+        let release = uow
+            .insert_release(
+                &mut locked,
+                &store::NewRelease {
+                    id: &id,
+                    build: old.build.as_ref(),
+                    env: &old.env,
+                    description: &format!("rollback to {}", old.id),
+                    rollback_of: Some(&old.id),
+                    actor,
+                },
+            )
             .await?;
+        let promotion = uow
+            .start_promotion(&locked, &release.id, actor, deadline)
+            .await?;
+        uow.audit(
+            &audit_entry(actor, actions::RELEASE_ROLLBACK, app)
+                .target(format!("{} as new release {id}", old.id)),
+        )
+        .await?;
+        uow.commit().await?;
         self.inner.publish(EngineEvent::ReleaseCreated {
             app: app.clone(),
             release: release.id.clone(),
         });
-        let promotion = promotion.ok_or_else(|| Error::Internal("no promotion recorded".into()))?;
         self.roll_out(promotion.clone(), release.clone(), deadline)?;
         Ok((release, promotion))
     }

@@ -20,8 +20,9 @@ pub enum Error {
     Conflict(String),
     #[error("a rollout is already in progress for app {app} (promotion {promotion})")]
     RolloutInProgress { app: String, promotion: String },
-    /// An environment change was based on a release that is no longer the newest.
-    #[error("the environment changed since release {base} (newest is {newest}): {changes}")]
+    /// An environment change was based on a release that is no longer the newest (`base`
+    /// is empty when the change was based on the app having no release).
+    #[error("the environment changed since {} (newest is {newest}): {changes}", since(.base))]
     StaleBase {
         base: String,
         newest: String,
@@ -62,6 +63,15 @@ pub enum Error {
     /// Too many failed sign-in attempts; try again after `retry_after_secs`.
     #[error("too many failed sign-in attempts; try again in {retry_after_secs} seconds")]
     RateLimited { retry_after_secs: u64 },
+}
+
+/// What a stale change was based on, in words.
+fn since(base: &str) -> String {
+    if base.is_empty() {
+        "the app had no release".into()
+    } else {
+        format!("release {base}")
+    }
 }
 
 /// The shared values' errors (a bad name, ID, key, role, environment; packing a directory) as

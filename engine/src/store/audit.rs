@@ -2,19 +2,24 @@
 //! transactions with authentication's one implementation ([`auth::audit`]), and
 //! authentication works on the same database ([`auth::Db`] from a [`Store`]).
 
-use super::Store;
+use super::sqlite::Conn;
+use super::{Store, UnitOfWork};
 use crate::auth::{AuditEntry, AuditRecord};
 use crate::error::Result;
 use crate::model::Millis;
 
 /// Appends `e` to the audit log on `conn`, inside the transaction of the change it records
 /// (see [`auth::audit::insert`]).
-pub(crate) async fn write_audit(
-    conn: &mut sqlx::SqliteConnection,
-    e: &AuditEntry,
-    now: Millis,
-) -> Result<AuditRecord> {
+async fn write_audit(conn: &mut Conn, e: &AuditEntry, now: Millis) -> Result<AuditRecord> {
     Ok(auth::audit::insert(conn, e, now).await?)
+}
+
+impl UnitOfWork {
+    /// Appends `e` to the audit log, with the change it records.
+    pub(crate) async fn audit(&mut self, e: &AuditEntry) -> Result<AuditRecord> {
+        let now = self.now();
+        write_audit(self.conn(), e, now).await
+    }
 }
 
 impl Store {
