@@ -213,10 +213,8 @@ struct Restore {
 /// The end of a promotion the store would not take yet.
 struct Unrecorded {
     promotion: Promotion,
-    output: Option<String>,
     retry_at: Instant,
     backoff: Duration,
-    error: String,
 }
 
 enum Retired {
@@ -373,6 +371,18 @@ impl Coordinator {
     // ---- rollouts ----
 
     async fn promote(&mut self, promotion: Promotion, release: Release, deadline: Duration) {
+        if self.rollout.is_some() {
+            // The store allows one running promotion per app until a rollout has ended, so
+            // this only happens if the database was changed behind the engine's back.
+            let why = "another rollout of this app was still running";
+            tracing::error!(promotion = %promotion.id, "{why}");
+            let _ = self
+                .inner
+                .store
+                .finish_promotion(&promotion.id, PromotionState::Failed, Some(why), None)
+                .await;
+            return;
+        }
         let (done, _) = watch::channel(false);
         self.rollout = Some(Rollout {
             promotion: promotion.clone(),
@@ -562,7 +572,12 @@ impl Coordinator {
 
     async fn complete(&mut self, id: &PromotionId, release: ReleaseId) {
         self.step(id, Step::Complete { release }).await;
-        self.end_rollout(None).await;
+        if let Some(r) = self.rollout.as_mut() {
+            r.promotion.state = PromotionState::Active;
+            r.promotion.reason = None;
+            r.promotion.failed_output = None;
+        }
+        self.end_rollout().await;
     }
 
     /// Undoes a rollout: retires its new set (if any), then records how it ended.
@@ -656,9 +671,9 @@ impl Coordinator {
                 if let Some(r) = self.rollout.as_mut() {
                     r.promotion.state = state;
                     r.promotion.reason = Some(reason);
-                    r.promotion.failed_output = output.clone();
+                    r.promotion.failed_output = output;
                 }
-                self.end_rollout(Some(output)).await;
+                self.end_rollout().await;
                 // Nothing serves, but a release is active: bring it back up.
                 if self.active.is_none() && self.shutdown.is_none() {
                     if let Some(a) = active {
@@ -679,30 +694,31 @@ impl Coordinator {
         }
     }
 
-    /// Records how the rollout ended (`Some(output)` for an undone one: its state is in
-    /// `rollout.promotion`), tells whoever waits, and forgets it.
-    async fn end_rollout(&mut self, undone: Option<Option<String>>) {
+    /// Records how the rollout ended (as `rollout.promotion` says), tells whoever waits, and
+    /// forgets it; then starts a promote that waited for it. If the store will not take the
+    /// end, it is kept and tried again (and before any later promote).
+    async fn end_rollout(&mut self) {
         let Some(rollout) = self.rollout.take() else {
             return;
         };
         let mut promotion = rollout.promotion;
-        if let Some(output) = undone {
-            let reason = promotion.reason.clone().unwrap_or_default();
-            let recorded = self
-                .inner
-                .store
-                .finish_promotion(&promotion.id, promotion.state, &reason, output.as_deref())
-                .await;
-            if let Err(e) = recorded {
-                tracing::error!(promotion = %promotion.id, error = %e, "could not record the end of a promotion; trying again");
-                self.unrecorded = Some(Unrecorded {
-                    promotion: promotion.clone(),
-                    output,
-                    retry_at: Instant::now() + FIRST_RETRY,
-                    backoff: FIRST_RETRY,
-                    error: e.to_string(),
-                });
-            }
+        let recorded = self
+            .inner
+            .store
+            .finish_promotion(
+                &promotion.id,
+                promotion.state,
+                promotion.reason.as_deref(),
+                promotion.failed_output.as_deref(),
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(promotion = %promotion.id, error = %e, "could not record the end of a promotion; trying again");
+            self.unrecorded = Some(Unrecorded {
+                promotion: promotion.clone(),
+                retry_at: Instant::now() + FIRST_RETRY,
+                backoff: FIRST_RETRY,
+            });
         }
         match self.inner.store.promotion(&promotion.id).await {
             Ok(p) if self.unrecorded.is_none() => promotion = p,
@@ -724,11 +740,15 @@ impl Coordinator {
             return Ok(());
         };
         let p = &u.promotion;
-        let reason = p.reason.clone().unwrap_or_default();
         match self
             .inner
             .store
-            .finish_promotion(&p.id, p.state, &reason, u.output.as_deref())
+            .finish_promotion(
+                &p.id,
+                p.state,
+                p.reason.as_deref(),
+                p.failed_output.as_deref(),
+            )
             .await
         {
             Ok(()) => {
@@ -740,7 +760,6 @@ impl Coordinator {
             Err(e) => {
                 u.backoff = (u.backoff * 2).min(MAX_RETRY);
                 u.retry_at = Instant::now() + u.backoff;
-                u.error = e.to_string();
                 Err(Error::Internal(format!(
                     "promotion {} ended ({}) but that could not be recorded yet: {e}",
                     p.id, p.state

@@ -215,6 +215,7 @@ fn step_kind(s: &Step) -> &'static str {
         Step::StoppedNew { .. } => "stopped-new",
         Step::Ended { .. } => "ended",
         Step::Interrupted => "interrupted",
+        Step::InterruptedAfterSwitch => "interrupted-after-switch",
         Step::Note { .. } => "note",
     }
 }
@@ -754,21 +755,14 @@ async fn after_a_crash_between_recording_the_switch_and_switching_the_recorded_r
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, None).await;
     env.until_started(2).await;
-    // The switch is recorded (as `activate` does, in one transaction) and the server dies
-    // before it switches: a copy of the data dir taken now is what the next start finds.
+    // The switch is recorded (the app's active release, as `activate` does) and the server
+    // dies before it switches: a copy of the data dir taken now is what the next start finds.
     let db = env.db().await;
-    let mut tx = db.begin().await.unwrap();
     sqlx::query("UPDATE apps SET active_release_id = ? WHERE name = 'hello'")
         .bind(r2.id.as_str())
-        .execute(&mut *tx)
+        .execute(&db)
         .await
         .unwrap();
-    sqlx::query("UPDATE promotions SET state = 'active' WHERE id = ?")
-        .bind(p.id.as_str())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
     let copy = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("cp")
         .args(["-a", "--"])
@@ -793,6 +787,13 @@ async fn after_a_crash_between_recording_the_switch_and_switching_the_recorded_r
     assert_eq!(
         engine.app(&env.app).await.unwrap().active_release,
         Some(r2.id.clone())
+    );
+    // The promotion had switched: it ends active, and says the server stopped.
+    let detail = engine.promotion(&p.id).await.unwrap();
+    assert_eq!(detail.promotion.state, PromotionState::Active);
+    assert_eq!(
+        detail.events.last().map(|e| &e.step),
+        Some(&Step::InterruptedAfterSwitch)
     );
     engine.shutdown().await;
 }

@@ -40,7 +40,6 @@ fn spawn_child(test: &str, role: &str, data: &Path, report: Option<&Path>) -> Ki
     KillOnDrop(cmd.spawn().unwrap())
 }
 
-
 /// A process: its pid and start time (so that a reused pid is not taken for it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Proc {

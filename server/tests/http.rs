@@ -203,9 +203,16 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
     )
     .await
     .expect("the second server gives up at once");
-    let err = second.expect_err("a second server on the same data dir").to_string();
+    let err = second
+        .expect_err("a second server on the same data dir")
+        .to_string();
     assert!(err.contains("is already using the data dir"), "{err}");
     // The first one still serves.
-    let res = first.client.get(first.url("/healthz")).send().await.unwrap();
+    let res = first
+        .client
+        .get(first.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 }

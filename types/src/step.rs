@@ -66,8 +66,10 @@ pub enum Step {
         state: PromotionState,
         active: Option<ReleaseId>,
     },
-    /// The server stopped during the rollout.
+    /// The server stopped during the rollout, before it switched traffic.
     Interrupted,
+    /// The server stopped after the rollout switched traffic, while the old processes drained.
+    InterruptedAfterSwitch,
     /// A message recorded before steps were typed.
     Note { message: String },
 }
@@ -142,6 +144,9 @@ impl fmt::Display for Step {
                 None => write!(f, "{state}: no release is active"),
             },
             Step::Interrupted => f.write_str(INTERRUPTED),
+            Step::InterruptedAfterSwitch => f.write_str(
+                "interrupted after the switch: the server stopped while the old processes drained; this release is active and is served again",
+            ),
             Step::Note { message } => f.write_str(message),
         }
     }

@@ -103,18 +103,12 @@ impl UnitOfWork {
     pub(crate) async fn activate(&mut self, promotion: &PromotionId) -> Result<()> {
         sqlx::query(
             "UPDATE apps SET active_release_id = (SELECT release_id FROM promotions WHERE id = ?)
-             WHERE id = (SELECT app_id FROM promotions WHERE id = ?)",
+             WHERE id = (SELECT app_id FROM promotions WHERE id = ? AND state = 'running')",
         )
         .bind(promotion.as_str())
         .bind(promotion.as_str())
         .execute(self.conn())
         .await?;
-        let now = self.now();
-        sqlx::query("UPDATE promotions SET state = 'active', finished_at = ? WHERE id = ? AND state = 'running'")
-            .bind(now)
-            .bind(promotion.as_str())
-            .execute(self.conn())
-            .await?;
         Ok(())
     }
 
@@ -123,7 +117,7 @@ impl UnitOfWork {
         &mut self,
         promotion: &PromotionId,
         state: PromotionState,
-        reason: &str,
+        reason: Option<&str>,
         failed_output: Option<&str>,
     ) -> Result<()> {
         let now = self.now();
@@ -141,21 +135,36 @@ impl UnitOfWork {
         Ok(())
     }
 
-    /// Ends every promotion still marked running (after a restart) as failed with `reason`,
-    /// each with an `Interrupted` step, in two statements whatever their number.
+    /// Ends every promotion still marked running (after a restart): one that had switched
+    /// traffic (its release is the app's active one) as `active`, the others as failed with
+    /// `reason`; each with a step that says so, in four statements whatever their number.
     pub(crate) async fn fail_running_promotions(
         &mut self,
         reason: &str,
     ) -> Result<Vec<PromotionId>> {
         let now = self.now();
-        sqlx::query(
-            "INSERT INTO promotion_events (promotion_id, seq, at, message, step)
-             SELECT p.id, (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM promotion_events e WHERE e.promotion_id = p.id), ?, ?, ?
-             FROM promotions p WHERE p.state = 'running'",
-        )
+        const SWITCHED: &str =
+            "p.release_id = (SELECT a.active_release_id FROM apps a WHERE a.id = p.app_id)";
+        for (switched, step) in [
+            (true, Step::InterruptedAfterSwitch),
+            (false, Step::Interrupted),
+        ] {
+            sqlx::query(&format!(
+                "INSERT INTO promotion_events (promotion_id, seq, at, message, step)
+                 SELECT p.id, (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM promotion_events e WHERE e.promotion_id = p.id), ?, ?, ?
+                 FROM promotions p WHERE p.state = 'running' AND {} ({SWITCHED})",
+                if switched { "" } else { "NOT" }
+            ))
+            .bind(now)
+            .bind(step.to_string())
+            .bind(step_json(&step))
+            .execute(self.conn())
+            .await?;
+        }
+        sqlx::query(&format!(
+            "UPDATE promotions AS p SET state = 'active', finished_at = ? WHERE p.state = 'running' AND {SWITCHED}"
+        ))
         .bind(now)
-        .bind(reason)
-        .bind(step_json(&Step::Interrupted))
         .execute(self.conn())
         .await?;
         let ids: Vec<String> = sqlx::query_scalar(
@@ -204,7 +213,7 @@ impl Store {
         &self,
         promotion: &PromotionId,
         state: PromotionState,
-        reason: &str,
+        reason: Option<&str>,
         failed_output: Option<&str>,
     ) -> Result<()> {
         let mut uow = self.begin().await?;
