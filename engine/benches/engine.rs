@@ -105,7 +105,7 @@ async fn main() {
         let active = loop {
             match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
                 Ok(Ok(EngineEvent::Promotion { event, .. }))
-                    if event.promotion == p.id && event.message.starts_with("switched traffic") =>
+                    if event.promotion == p.id && matches!(event.step, Step::Switched { .. }) =>
                 {
                     break start.elapsed()
                 }

@@ -35,8 +35,8 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 pub(crate) enum Command {
     /// Roll out `release`; the promotion is already recorded as running.
     Promote {
-        promotion: Promotion,
-        release: Release,
+        promotion: Box<Promotion>,
+        release: Box<Release>,
         deadline: Duration,
     },
     /// Cancel the running rollout if it is `promotion`; answers a receiver that turns true
@@ -328,7 +328,7 @@ impl Coordinator {
                 promotion,
                 release,
                 deadline,
-            } => self.promote(promotion, release, deadline).await,
+            } => self.promote(*promotion, *release, deadline).await,
             Command::Cancel {
                 promotion,
                 by,

@@ -868,8 +868,8 @@ impl Engine {
         self.inner
             .coordinator(&promotion.app.clone())
             .send(Command::Promote {
-                promotion,
-                release,
+                promotion: Box::new(promotion),
+                release: Box::new(release),
                 deadline,
             })
     }

@@ -24,18 +24,23 @@ async fn promote_runs_the_release_and_switches_traffic() {
     assert_eq!((status, body.trim()), (200, r1.id.as_str()));
 
     let events = t.events(&p1.id).await;
-    for want in [
-        "started process web.1",
-        "started process web.2",
-        "web.1 healthy",
-        "web.2 healthy",
-        "switched traffic",
-    ] {
+    for process in ["web.1", "web.2"] {
         assert!(
-            events.iter().any(|e| e.contains(want)),
-            "no {want:?} in {events:#?}"
+            events.iter().any(
+                |e| matches!(e, Step::Started { process: p, pid: Some(_), port: Some(_) } if p == process)
+            ),
+            "{process} did not start: {events:#?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Step::Healthy { process: p, .. } if p == process)),
+            "{process} was not healthy: {events:#?}"
         );
     }
+    assert!(events.contains(&Step::Switched {
+        release: r1.id.clone()
+    }));
 
     // An env change makes a new release that, promoted, replaces the old processes.
     let r2 = t.set_env(&["GREETING=hello there"]).await;
@@ -52,13 +57,14 @@ async fn promote_runs_the_release_and_switches_traffic() {
     );
     assert!(env.contains("\"SLIPWAY_APP\": \"hello\""), "{env}");
 
-    let old_pids: Vec<u32> = events.iter().filter_map(|e| pid_in(e)).collect();
+    let old_pids: Vec<u32> = events.iter().filter_map(pid_in).collect();
     assert_eq!(old_pids.len(), 2);
     let events2 = t.events(&p2.id).await;
     assert!(
-        events2
-            .iter()
-            .any(|e| e.starts_with(&format!("stopped old processes of {}", r1.id))),
+        events2.contains(&Step::StoppedOld {
+            release: r1.id.clone(),
+            processes: vec!["web.1".into(), "web.2".into()],
+        }),
         "{events2:#?}"
     );
     for pid in old_pids {
@@ -107,16 +113,23 @@ async fn failing_health_rolls_back_and_the_old_release_keeps_serving() {
     assert_eq!((status, body.trim()), (200, r1.id.as_str()));
     let events = t.events(&p.id).await;
     assert!(
-        events.iter().any(|e| e.starts_with("rolling back:")),
+        events.iter().any(|e| matches!(
+            e,
+            Step::Undoing {
+                cancelled: false,
+                ..
+            }
+        )),
         "{events:#?}"
     );
     assert!(
-        events
-            .iter()
-            .any(|e| e == &format!("rolled-back: {} is still active", r1.id)),
+        events.contains(&Step::Ended {
+            state: PromotionState::RolledBack,
+            active: Some(r1.id.clone()),
+        }),
         "{events:#?}"
     );
-    for pid in events.iter().filter_map(|e| pid_in(e)) {
+    for pid in events.iter().filter_map(pid_in) {
         assert!(!alive(pid), "new process {pid} was not stopped");
     }
     t.engine.shutdown().await;
@@ -190,7 +203,7 @@ async fn second_promote_is_refused_and_cancel_stops_the_rollout() {
         let mut started = 0;
         while started < 2 {
             if let Ok(EngineEvent::Promotion { event, .. }) = events.recv().await {
-                if event.message.starts_with("started process") {
+                if is_started(&event.step) {
                     started += 1;
                 }
             }
@@ -221,7 +234,7 @@ async fn second_promote_is_refused_and_cancel_stops_the_rollout() {
         .unwrap();
     assert_eq!(cancelled.state, PromotionState::Cancelled, "{cancelled:?}");
     assert_eq!(cancelled.reason.as_deref(), Some("cancelled by canceller"));
-    for pid in t.events(&running.id).await.iter().filter_map(|e| pid_in(e)) {
+    for pid in t.events(&running.id).await.iter().filter_map(pid_in) {
         assert!(!alive(pid), "cancelled process {pid} still runs");
     }
     let (_, body) = t.get("/release").await;
@@ -370,22 +383,22 @@ async fn bad_input_is_refused_with_nothing_written() {
     t.engine.shutdown().await;
 }
 
-/// Waits (bounded) for an app-level event whose message contains `needle`.
+/// Waits (bounded) for an app-level event that `want` accepts.
 async fn app_event(
     events: &mut tokio::sync::broadcast::Receiver<EngineEvent>,
-    needle: &str,
-) -> String {
+    want: impl Fn(&ProcessEvent) -> bool,
+) -> ProcessEvent {
     tokio::time::timeout(WAIT, async {
         loop {
-            if let Ok(EngineEvent::Process { message, .. }) = events.recv().await {
-                if message.contains(needle) {
-                    return message;
+            if let Ok(EngineEvent::Process { event, .. }) = events.recv().await {
+                if want(&event) {
+                    return event;
                 }
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no event with {needle:?}"))
+    .expect("no such event of the app's processes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,16 +429,21 @@ async fn a_running_process_that_fails_its_checks_gets_no_traffic_until_it_recove
 
     let mut events = t.engine.subscribe();
     std::fs::remove_file(&flag).unwrap();
-    let message = app_event(&mut events, "failed 3 health checks in a row").await;
+    let event = app_event(&mut events, |e| matches!(e, ProcessEvent::Unhealthy { .. })).await;
     assert!(
-        message.starts_with("web.1 failed 3 health checks"),
-        "{message}"
+        matches!(&event, ProcessEvent::Unhealthy { process, failures: 3, .. } if process == "web.1"),
+        "{event:?}"
     );
     let (status, body) = t.get("/release").await;
     assert_eq!(status, 503, "{body}");
 
     std::fs::write(&flag, "").unwrap();
-    app_event(&mut events, "web.1 is healthy again and back in the router").await;
+    app_event(&mut events, |e| {
+        e == &ProcessEvent::HealthyAgain {
+            process: "web.1".into(),
+        }
+    })
+    .await;
     let (status, body) = t.get("/release").await;
     assert_eq!((status, body.trim()), (200, r.id.as_str()));
     t.engine.shutdown().await;
@@ -438,16 +456,20 @@ async fn a_crashed_process_is_restarted() {
     let events_before = t
         .events(&t.engine.list_promotions(&t.app, None, 1).await.unwrap()[0].id)
         .await;
-    let pid = events_before.iter().find_map(|e| pid_in(e)).unwrap();
+    let pid = events_before.iter().find_map(pid_in).unwrap();
     let mut events = t.engine.subscribe();
     // SAFETY: signals a process this test started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    app_event(
-        &mut events,
-        "web.1 exited (killed by signal 9); restarting it",
-    )
+    app_event(&mut events, |e| {
+        matches!(e, ProcessEvent::Exited { process, status, .. } if process == "web.1" && status == "killed by signal 9")
+    })
     .await;
-    app_event(&mut events, "web.1 restarted and healthy").await;
+    app_event(&mut events, |e| {
+        e == &ProcessEvent::Restarted {
+            process: "web.1".into(),
+        }
+    })
+    .await;
     let (status, body) = t.get("/release").await;
     assert_eq!((status, body.trim()), (200, r1.id.as_str()));
     t.engine.shutdown().await;

@@ -55,7 +55,7 @@ async fn child(data: &str) {
     let mut started = 0;
     while started < 2 {
         if let Ok(EngineEvent::Promotion { event, .. }) = events.recv().await {
-            if event.message.starts_with("started process") {
+            if is_started(&event.step) {
                 started += 1;
             }
         }
@@ -67,7 +67,7 @@ async fn child(data: &str) {
         .events
         .iter()
         .chain(engine.promotion(&p2.id).await.unwrap().events.iter())
-        .filter_map(|e| pid_in(&e.message))
+        .filter_map(|e| pid_in(&e.step))
         .map(|p| p.to_string())
         .collect();
     println!(

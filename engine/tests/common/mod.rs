@@ -123,9 +123,10 @@ impl TestEngine {
         p
     }
 
-    pub async fn events(&self, id: &PromotionId) -> Vec<String> {
+    /// The promotion's steps, as data.
+    pub async fn events(&self, id: &PromotionId) -> Vec<Step> {
         let detail = self.engine.promotion(id).await.unwrap();
-        detail.events.into_iter().map(|e| e.message).collect()
+        detail.events.into_iter().map(|e| e.step).collect()
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -181,10 +182,17 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// `(pid 123, port 456)` from an event line.
-pub fn pid_in(event: &str) -> Option<u32> {
-    let rest = event.split("(pid ").nth(1)?;
-    rest.split([',', ')']).next()?.trim().parse().ok()
+/// The pid of a process that started, from its step.
+pub fn pid_in(step: &Step) -> Option<u32> {
+    match step {
+        Step::Started { pid, .. } => *pid,
+        _ => None,
+    }
+}
+
+/// Whether `step` is a started process.
+pub fn is_started(step: &Step) -> bool {
+    matches!(step, Step::Started { .. })
 }
 
 /// Kills a child process (a server run as this test binary) if the test ends early.
