@@ -505,7 +505,6 @@ mod tests {
         spec: ProcessSpec,
         exit: watch::Sender<Option<String>>,
         live: Arc<AtomicUsize>,
-        exits_at_once: bool,
     }
 
     #[async_trait]
@@ -520,9 +519,8 @@ mod tests {
             let p = Arc::new(Exiting {
                 spec,
                 exit,
-                live: self.live.clone(),
                 // Each lives until it is stopped (or the test ends the first one).
-                exits_at_once: false,
+                live: self.live.clone(),
             });
             if n == 0 {
                 if let Ok(mut first) = self.first.lock() {
@@ -554,9 +552,6 @@ mod tests {
             self.exit.borrow().clone()
         }
         async fn exited(&self) -> String {
-            if self.exits_at_once {
-                self.end("exit status 1");
-            }
             let mut rx = self.exit.subscribe();
             let status = rx
                 .wait_for(|s| s.is_some())

@@ -288,7 +288,9 @@ pub fn document() -> Value {
                 "action": {"type": "string"}, "target": {"type": ["string", "null"]}, "result": {"type": "string"}}},
             "PromotionEvent": {"type": "object", "properties": {
                 "promotion": {"type": "string"}, "seq": {"type": "integer"}, "at": {"type": "integer"},
-                "message": {"type": "string"}}}
+                "message": {"type": "string", "description": "The step in words"},
+                "step": {"type": "object", "description": "The step as data: `step` names its kind (promoting, started, healthy, switched, cancel-too-late, drain-timed-out, stopped-old, complete, undoing, stopped-new, ended, interrupted, interrupted-after-switch, replaced-restore, note); the other fields depend on it",
+                    "properties": {"step": {"type": "string"}}, "required": ["step"]}}}
         }}
     })
 }
