@@ -49,7 +49,7 @@ fmt:
 
 # `ssr` and `hydrate` must never be unified in one cargo invocation: lint them separately.
 clippy:
-	cargo clippy -p engine -p server -p cli -p app --features app/ssr --all-targets -- -D warnings
+	cargo clippy -p types -p auth -p engine -p server -p cli -p app --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p app --features hydrate --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
@@ -57,7 +57,7 @@ lint: clippy
 	cargo fmt --all -- --check
 
 unit:
-	cargo test -p engine -p server -p cli -p app --features app/ssr
+	cargo test -p types -p auth -p engine -p server -p cli -p app --features app/ssr
 
 test: test-deps
 	cargo fmt --all -- --check
