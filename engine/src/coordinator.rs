@@ -844,7 +844,7 @@ impl Coordinator {
                     Err(failure) => {
                         let (_, reason) = failure.state_and_reason();
                         let wait = FIRST_RETRY
-                            .saturating_mul(1 << self.restore.attempt.min(6).saturating_sub(1))
+                            .saturating_mul(1 << self.restore.attempt.min(7).saturating_sub(1))
                             .min(MAX_RETRY);
                         self.restore.retry_at = Some(Instant::now() + wait);
                         self.tell(ProcessEvent::RestoreFailed {
