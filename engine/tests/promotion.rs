@@ -289,9 +289,25 @@ async fn requests_during_a_rollout_never_fail() {
             (failures, seen)
         }));
     }
+    // Requests flow before, during and after the rollout: some before it starts, and some
+    // more once it has ended, however fast it was.
+    let served_at_least = |n: usize| {
+        let ok = ok.clone();
+        async move {
+            tokio::time::timeout(WAIT, async {
+                while ok.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the clients stopped getting answers");
+        }
+    };
+    served_at_least(25).await;
     let r2 = t.set_env(&["EXAMPLE_START_DELAY_MS=300"]).await;
     let p = t.promote_and_wait(&r2.id, None).await;
     assert_eq!(p.state, PromotionState::Active, "{p:?}");
+    served_at_least(ok.load(Ordering::SeqCst) + 25).await;
     stop.store(true, Ordering::SeqCst);
     let mut seen_all = std::collections::BTreeSet::new();
     for c in clients {

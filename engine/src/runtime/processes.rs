@@ -13,12 +13,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    local, InstanceState, Process, ProcessRuntime, ProcessSpec, RunningSet, Runtime, SetEvent,
-    SetId, SetSpec,
+    local, InstanceState, Process, ProcessRuntime, ProcessSpec, RunningSet, Runtime, SetChannel,
+    SetEvent, SetSpec,
 };
 use crate::error::Result;
 use crate::health::{check_http, wait_until_healthy, Unhealthy, WORKER_MIN_READY};
-use crate::ids::ReleaseId;
 use crate::manifest::HealthCheck;
 use crate::names::ServiceName;
 use crate::step::{human_ms, ProcessEvent};
@@ -52,11 +51,7 @@ impl<R: ProcessRuntime> ProcessSets<R> {
 type Slot = Arc<Mutex<Option<Arc<dyn Process>>>>;
 
 struct ProcessSet {
-    id: SetId,
-    release: ReleaseId,
-    names: Vec<String>,
-    events: mpsc::UnboundedReceiver<SetEvent>,
-    keep_running: Arc<AtomicBool>,
+    channel: SetChannel,
     retire: CancellationToken,
     grace: Arc<Mutex<Duration>>,
     slots: Vec<(String, Slot)>,
@@ -70,8 +65,8 @@ impl<R: ProcessRuntime> Runtime for ProcessSets<R> {
     }
 
     async fn start(&self, spec: SetSpec) -> Result<Box<dyn RunningSet>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let keep_running = Arc::new(AtomicBool::new(false));
+        let (channel, tx) = SetChannel::new(&spec);
+        let keep_running = channel.keep_running.clone();
         let retire = CancellationToken::new();
         let grace = Arc::new(Mutex::new(Duration::from_secs(10)));
         let mut slots = Vec::new();
@@ -110,11 +105,7 @@ impl<R: ProcessRuntime> Runtime for ProcessSets<R> {
             }
         }
         Ok(Box::new(ProcessSet {
-            id: spec.id.clone(),
-            release: spec.release.clone(),
-            names: spec.instances(),
-            events: rx,
-            keep_running,
+            channel,
             retire,
             grace,
             slots,
@@ -151,24 +142,12 @@ impl<R: ProcessRuntime> Runtime for ProcessSets<R> {
 
 #[async_trait]
 impl RunningSet for ProcessSet {
-    fn id(&self) -> &SetId {
-        &self.id
+    fn channel(&self) -> &SetChannel {
+        &self.channel
     }
 
-    fn release(&self) -> &ReleaseId {
-        &self.release
-    }
-
-    fn instances(&self) -> Vec<String> {
-        self.names.clone()
-    }
-
-    async fn next_event(&mut self) -> Option<SetEvent> {
-        self.events.recv().await
-    }
-
-    fn keep_running(&self, on: bool) {
-        self.keep_running.store(on, Ordering::SeqCst);
+    fn channel_mut(&mut self) -> &mut SetChannel {
+        &mut self.channel
     }
 
     fn logs(&self, lines: usize) -> Vec<(String, String)> {
@@ -186,7 +165,7 @@ impl RunningSet for ProcessSet {
     }
 
     async fn retire(self: Box<Self>, grace: Duration) {
-        self.keep_running.store(false, Ordering::SeqCst);
+        self.keep_running(false);
         if let Ok(mut g) = self.grace.lock() {
             *g = grace;
         }
@@ -486,9 +465,10 @@ impl<R: ProcessRuntime> Instance<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ReleaseId;
     use crate::manifest::HealthCheck;
     use crate::names::AppName;
-    use crate::runtime::ServiceSpec;
+    use crate::runtime::{ServiceSpec, SetId};
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::{watch, Semaphore};
 

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::ids::ReleaseId;
@@ -112,18 +115,66 @@ pub struct SetEvent {
     pub state: InstanceState,
 }
 
+/// What every running set has, whatever runs it: its names, the stream of its events, and
+/// whether it is kept running. A runtime creates one per set with [`SetChannel::new`], hands
+/// the sender to whatever watches the instances, and the [`RunningSet`] methods that only need
+/// these come for free.
+#[derive(Debug)]
+pub struct SetChannel {
+    pub id: SetId,
+    pub release: ReleaseId,
+    pub instances: Vec<String>,
+    events: mpsc::UnboundedReceiver<SetEvent>,
+    /// Shared with the watchers: whether an instance that exits is restarted.
+    pub keep_running: Arc<AtomicBool>,
+}
+
+impl SetChannel {
+    /// The channel of `spec`'s set, and the sender its watchers report on.
+    pub fn new(spec: &SetSpec) -> (SetChannel, mpsc::UnboundedSender<SetEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let channel = SetChannel {
+            id: spec.id.clone(),
+            release: spec.release.clone(),
+            instances: spec.instances(),
+            events: rx,
+            keep_running: Arc::new(AtomicBool::new(false)),
+        };
+        (channel, tx)
+    }
+}
+
 /// A started set. Its events come in the order they happened.
 #[async_trait]
 pub trait RunningSet: Send + Sync {
-    fn id(&self) -> &SetId;
-    fn release(&self) -> &ReleaseId;
+    /// The set's names, events and keep-running flag.
+    fn channel(&self) -> &SetChannel;
+    fn channel_mut(&mut self) -> &mut SetChannel;
+
+    fn id(&self) -> &SetId {
+        &self.channel().id
+    }
+
+    fn release(&self) -> &ReleaseId {
+        &self.channel().release
+    }
+
     /// Every instance's name.
-    fn instances(&self) -> Vec<String>;
+    fn instances(&self) -> Vec<String> {
+        self.channel().instances.clone()
+    }
+
     /// The next event; `None` once the set has nothing more to say.
-    async fn next_event(&mut self) -> Option<SetEvent>;
+    async fn next_event(&mut self) -> Option<SetEvent> {
+        self.channel_mut().events.recv().await
+    }
+
     /// From now on (`true`) instances that exit are restarted, with backoff, instead of
     /// failing; `false` stops restarting (a set about to be retired).
-    fn keep_running(&self, on: bool);
+    fn keep_running(&self, on: bool) {
+        self.channel().keep_running.store(on, Ordering::SeqCst);
+    }
+
     /// The last `lines` lines of each instance's output.
     fn logs(&self, lines: usize) -> Vec<(String, String)>;
     /// Stops every instance (each gets `grace` between the polite and the forced stop) and

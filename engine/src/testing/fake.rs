@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{Error, Result};
 use crate::ids::ReleaseId;
 use crate::names::ServiceName;
-use crate::runtime::{InstanceState, RunningSet, Runtime, SetEvent, SetId, SetSpec};
+use crate::runtime::{InstanceState, RunningSet, Runtime, SetChannel, SetEvent, SetId, SetSpec};
 use crate::step::{human_ms, ProcessEvent};
 
 /// What one scripted instance does once started.
@@ -320,11 +320,7 @@ impl FakeRuntime {
 
 struct FakeSet {
     fake: FakeRuntime,
-    id: SetId,
-    release: ReleaseId,
-    names: Vec<String>,
-    keep_running: Arc<AtomicBool>,
-    events: mpsc::UnboundedReceiver<SetEvent>,
+    channel: SetChannel,
 }
 
 #[async_trait]
@@ -337,8 +333,8 @@ impl Runtime for FakeRuntime {
         if let Some(why) = self.with(|s| s.refuse_start.clone()) {
             return Err(Error::Internal(why));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let keep_running = Arc::new(AtomicBool::new(false));
+        let (channel, tx) = SetChannel::new(&spec);
+        let keep_running = channel.keep_running.clone();
         let mut plans = Vec::new();
         self.with(|s| {
             let mut instances = Vec::new();
@@ -441,11 +437,7 @@ impl Runtime for FakeRuntime {
         }
         Ok(Box::new(FakeSet {
             fake: self.clone(),
-            id: spec.id.clone(),
-            release: spec.release.clone(),
-            names: spec.instances(),
-            keep_running,
-            events: rx,
+            channel,
         }))
     }
 
@@ -456,28 +448,17 @@ impl Runtime for FakeRuntime {
 
 #[async_trait]
 impl RunningSet for FakeSet {
-    fn id(&self) -> &SetId {
-        &self.id
+    fn channel(&self) -> &SetChannel {
+        &self.channel
     }
 
-    fn release(&self) -> &ReleaseId {
-        &self.release
-    }
-
-    fn instances(&self) -> Vec<String> {
-        self.names.clone()
-    }
-
-    async fn next_event(&mut self) -> Option<SetEvent> {
-        self.events.recv().await
-    }
-
-    fn keep_running(&self, on: bool) {
-        self.keep_running.store(on, Ordering::SeqCst);
+    fn channel_mut(&mut self) -> &mut SetChannel {
+        &mut self.channel
     }
 
     fn logs(&self, _lines: usize) -> Vec<(String, String)> {
-        self.names
+        self.channel
+            .instances
             .iter()
             .map(|n| (n.clone(), format!("output of {n}")))
             .collect()
@@ -489,11 +470,11 @@ impl RunningSet for FakeSet {
             tokio::time::sleep(delay).await;
         }
         self.fake.with(|s| {
-            if let Some(set) = s.sets.iter_mut().find(|x| x.id == self.id) {
+            if let Some(set) = s.sets.iter_mut().find(|x| x.id == self.channel.id) {
                 set.retired = true;
                 set.instances.iter_mut().for_each(|i| i.alive = false);
             }
-            s.retired_sets.push(self.id.clone());
+            s.retired_sets.push(self.channel.id.clone());
         });
     }
 }
