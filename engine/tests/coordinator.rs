@@ -63,6 +63,15 @@ impl Env {
         }
     }
 
+    /// An engine whose first release serves, and a second release of it not promoted yet.
+    async fn serving_one_with_another() -> (Env, Release, Release) {
+        let env = Env::new().await;
+        let r1 = env.first().await;
+        env.deploy(&r1).await;
+        let r2 = env.next(2).await;
+        (env, r1, r2)
+    }
+
     /// The first release: a build of the example app.
     async fn first(&self) -> Release {
         let src = example_copy(|s| s);
@@ -301,10 +310,7 @@ async fn rolled_back(env: &Env, r1: &Release, p: &Promotion) -> Vec<Step> {
 
 #[tokio::test(start_paused = true)]
 async fn an_instance_that_cannot_start_rolls_back() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake.script_instance(
         &r2.id,
         "web.2",
@@ -329,10 +335,7 @@ async fn an_instance_that_cannot_start_rolls_back() {
 
 #[tokio::test(start_paused = true)]
 async fn an_instance_that_exits_before_it_is_healthy_rolls_back_with_its_output() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake.script(
         &r2.id,
         Behaviour::Exits(Duration::from_millis(300), "exit status 1".into()),
@@ -353,10 +356,7 @@ async fn an_instance_that_exits_before_it_is_healthy_rolls_back_with_its_output(
 
 #[tokio::test(start_paused = true)]
 async fn an_instance_not_healthy_within_its_grace_rolls_back() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake
         .script_instance(&r2.id, "web.1", Behaviour::NeverReady);
     let p = env.promote(&r2, None).await;
@@ -374,10 +374,7 @@ async fn an_instance_not_healthy_within_its_grace_rolls_back() {
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_rolls_back() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, Some(Duration::from_secs(30))).await;
     env.until_started(2).await;
@@ -400,10 +397,7 @@ async fn the_deadline_rolls_back() {
 
 #[tokio::test(start_paused = true)]
 async fn cancel_while_the_new_set_starts_keeps_the_old_one() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, None).await;
     env.until_started(2).await;
@@ -432,10 +426,7 @@ async fn cancel_while_the_new_set_starts_keeps_the_old_one() {
 
 #[tokio::test(start_paused = true)]
 async fn cancel_during_the_drain_is_too_late_and_the_rollout_completes() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, _, r2) = Env::serving_one_with_another().await;
     env.fake.retire_delay(Duration::from_secs(5));
     let mut rx = env.engine.subscribe();
     let p = env.promote(&r2, None).await;
@@ -462,10 +453,7 @@ async fn cancel_during_the_drain_is_too_late_and_the_rollout_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn an_old_process_crashing_during_the_drain_leaves_the_new_ones_routed() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake.retire_delay(Duration::from_secs(5));
     let mut rx = env.engine.subscribe();
     let p = env.promote(&r2, None).await;
@@ -546,10 +534,7 @@ async fn restart(env: Env, fake: FakeRuntime) -> Env {
 
 #[tokio::test(start_paused = true)]
 async fn a_promote_during_the_restore_after_a_start_wins_and_nothing_else_runs() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     // After the restart, r1's processes take their time to come up.
     let fake = FakeRuntime::new();
     fake.script(&r1.id, Behaviour::Manual);
@@ -621,10 +606,7 @@ async fn a_failed_restore_answers_503_and_is_tried_again_with_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn the_end_of_a_promotion_the_store_would_not_take_is_recorded_later() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, _, r2) = Env::serving_one_with_another().await;
     let r3 = env.next(3).await;
     let db = env.db().await;
     // The disk is full for ending promotions.
@@ -748,10 +730,7 @@ async fn a_store_write_failing_at_each_step() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_crash_between_recording_the_switch_and_switching_the_recorded_release_serves() {
-    let env = Env::new().await;
-    let r1 = env.first().await;
-    env.deploy(&r1).await;
-    let r2 = env.next(2).await;
+    let (env, r1, r2) = Env::serving_one_with_another().await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, None).await;
     env.until_started(2).await;
