@@ -730,7 +730,7 @@ async fn a_store_write_failing_at_each_step() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_crash_between_recording_the_switch_and_switching_the_recorded_release_serves() {
-    let (env, r1, r2) = Env::serving_one_with_another().await;
+    let (env, _, r2) = Env::serving_one_with_another().await;
     env.fake.script(&r2.id, Behaviour::Manual);
     let p = env.promote(&r2, None).await;
     env.until_started(2).await;
