@@ -23,7 +23,7 @@ pub mod traffic;
 // the `auth` crate; these keep their paths here (`engine::ids::ReleaseId`, `crate::model::*`,
 // `crate::time::ago`, `engine::auth::ManualClock`, ...).
 pub use ::auth;
-pub use types::{env, ids, model, names, step, time};
+pub use types::{env, ids, model, names, schema, step, time};
 
 pub use artifacts::{ArchiveLimits, BuildSource};
 pub use auth::{

@@ -677,3 +677,54 @@ async fn openapi_document_lists_exactly_the_routes() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn openapi_document_carries_the_rules_the_server_checks() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.api_get("/openapi.json").await;
+    let p = &doc["paths"];
+    // Path parameters: the newtypes' own patterns and lengths.
+    let param = |path: &str, method: &str, name: &str| -> Value {
+        p[path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|x| x["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let app_param = param("/api/v1/apps/{app}", "get", "app");
+    assert_eq!(
+        app_param["schema"]["pattern"],
+        engine::AppName::RULE.pattern
+    );
+    assert_eq!(app_param["schema"]["maxLength"], 30);
+    let id = param("/api/v1/apps/{app}/releases/{id}", "get", "id");
+    assert_eq!(id["schema"]["pattern"], "^R[A-Z]{10}$");
+    let token = param("/api/v1/tokens/{id}/revoke", "post", "id");
+    assert_eq!(token["schema"]["pattern"], "^T[A-Z]{10}$");
+    // Bodies: a new app's name, env keys, the rollout deadline's range.
+    let create = &p["/api/v1/apps"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        create["properties"]["name"]["pattern"],
+        engine::AppName::RULE.pattern
+    );
+    let env = &p["/api/v1/apps/{app}/env"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        env["properties"]["set"]["propertyNames"]["pattern"],
+        engine::EnvKey::RULE.pattern
+    );
+    assert_eq!(env["properties"]["timeout"]["maximum"], 86_400);
+    // What the server sends: an audit entry's result is an object.
+    let result = &doc["components"]["schemas"]["AuditRecord"]["properties"]["result"];
+    assert_eq!(result["type"], "object");
+    let (_, audit) = app.api_get("/audit?limit=1").await;
+    let status = &audit["entries"][0]["result"]["status"];
+    assert!(
+        result["properties"]["status"]["enum"]
+            .as_array()
+            .is_some_and(|e| e.contains(status)),
+        "{audit}"
+    );
+    // Sign-in documents its rate limit.
+    assert!(p["/api/v1/login"]["post"]["responses"]["429"].is_object());
+    app.shutdown().await;
+}

@@ -77,6 +77,13 @@ impl Username {
     /// The longest name, in characters.
     pub const MAX_LEN: usize = 64;
 
+    /// What [`Self::parse`] accepts, for the API's document.
+    pub const RULE: crate::schema::StringRule = crate::schema::StringRule {
+        pattern: "^[a-z][a-z0-9._-]*$",
+        min_length: 1,
+        max_length: Self::MAX_LEN,
+    };
+
     /// The name if it is valid, otherwise `Error::Invalid` (the message never repeats the input).
     pub fn parse(s: &str) -> Result<Username> {
         const WHAT: &str = "user name";
@@ -121,6 +128,13 @@ pub struct TokenId(String);
 impl TokenId {
     /// The letter every token ID starts with.
     pub const PREFIX: char = 'T';
+
+    /// What [`Self::parse`] accepts (after trimming), for the API's document.
+    pub const RULE: crate::schema::StringRule = crate::schema::StringRule {
+        pattern: "^T[A-Z]{10}$",
+        min_length: 11,
+        max_length: 11,
+    };
 
     /// A new random token ID (feature `gen`).
     #[cfg(feature = "gen")]

@@ -19,6 +19,13 @@ pub const MAX_KEY_LEN: usize = 255;
 pub struct EnvKey(String);
 
 impl EnvKey {
+    /// What [`Self::parse`] accepts, for the API's document.
+    pub const RULE: crate::schema::StringRule = crate::schema::StringRule {
+        pattern: "^[A-Za-z_][A-Za-z0-9_]*$",
+        min_length: 1,
+        max_length: MAX_KEY_LEN,
+    };
+
     pub fn parse(s: &str) -> Result<Self, Error> {
         let field = "env key";
         let mut chars = s.chars();

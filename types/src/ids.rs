@@ -39,6 +39,13 @@ macro_rules! id_type {
         impl $name {
             pub const PREFIX: char = $prefix;
 
+            /// What [`Self::parse`] accepts (after trimming), for the API's document.
+            pub const RULE: crate::schema::StringRule = crate::schema::StringRule {
+                pattern: concat!("^", $prefix, "[A-Z]{10}$"),
+                min_length: RANDOM_LEN + 1,
+                max_length: RANDOM_LEN + 1,
+            };
+
             #[cfg(feature = "gen")]
             pub fn generate() -> Self {
                 Self(random_id($prefix))

@@ -20,6 +20,7 @@ pub mod model;
 pub mod names;
 #[cfg(feature = "pack")]
 pub mod pack;
+pub mod schema;
 pub mod step;
 pub mod time;
 

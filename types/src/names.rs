@@ -6,7 +6,8 @@ use std::fmt;
 
 use crate::error::Error;
 
-const MAX_LEN: usize = 30;
+/// The longest name, in characters.
+pub const MAX_LEN: usize = 30;
 
 fn check_dns_label(what: &str, s: &str) -> Result<(), Error> {
     let fail = |why: &str| Err(Error::invalid(what, format!("{s:?} {why}")));
@@ -39,6 +40,9 @@ macro_rules! name_type {
         pub struct $name(String);
 
         impl $name {
+            /// What [`Self::parse`] accepts, for the API's document.
+            pub const RULE: crate::schema::StringRule = crate::schema::DNS_LABEL;
+
             pub fn parse(s: &str) -> Result<Self, Error> {
                 check_dns_label($what, s)?;
                 Ok(Self(s.to_owned()))

@@ -2,15 +2,29 @@
 //! the tests check that its paths and methods are exactly the routes of [`super::routes`].
 
 use axum::Json;
+use engine::schema::StringRule;
+use engine::{AppName, BuildId, EnvKey, PromotionId, ReleaseId, TokenId, Username};
 use serde_json::{json, Value};
 
 pub(super) async fn handler() -> Json<Value> {
     Json(document())
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+/// A string the server checks with `rule` (the check's own pattern and lengths).
+fn checked(rule: StringRule) -> Value {
+    json!({"type": "string", "pattern": rule.pattern,
+           "minLength": rule.min_length, "maxLength": rule.max_length})
+}
+
+fn path_param(name: &str, description: &str, rule: StringRule) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
-           "schema": {"type": "string"}})
+           "schema": checked(rule)})
+}
+
+/// A rollout deadline in seconds, as the engine accepts it.
+fn timeout_schema() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": engine::MAX_DEADLINE.as_secs(),
+           "description": "The rollout's deadline in seconds (default 600)"})
 }
 
 fn query_param(name: &str, ty: &str, description: &str) -> Value {
@@ -19,7 +33,7 @@ fn query_param(name: &str, ty: &str, description: &str) -> Value {
 }
 
 fn app() -> Value {
-    path_param("app", "The app's name")
+    path_param("app", "The app's name", AppName::RULE)
 }
 
 fn error(description: &str) -> Value {
@@ -73,11 +87,17 @@ fn op(
     op
 }
 
+/// `op` that can also answer `status` for the reason given.
+fn also(mut op: Value, status: &str, description: &str) -> Value {
+    if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+        responses.insert(status.into(), error(description));
+    }
+    op
+}
+
 fn timeout_body() -> Value {
     json_body(
-        json!({"type": "object", "properties": {
-            "timeout": {"type": "integer", "minimum": 1,
-                        "description": "The rollout's deadline in seconds (default 600)"}}}),
+        json!({"type": "object", "properties": {"timeout": timeout_schema()}}),
         false,
     )
 }
@@ -99,7 +119,7 @@ pub fn document() -> Value {
                 "get": op("List apps", vec![], None, "200",
                     ok("Apps", json!({"type": "object", "properties": {"apps": {"type": "array", "items": schema("AppSummary")}}}))),
                 "post": op("Create an app", vec![],
-                    Some(json_body(json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}), true)),
+                    Some(json_body(json!({"type": "object", "required": ["name"], "properties": {"name": checked(AppName::RULE)}}), true)),
                     "201", ok("The app", schema("App")))
             },
             format!("{p}/apps/{{app}}"): {
@@ -116,7 +136,7 @@ pub fn document() -> Value {
                     "201", ok("The build and its release", json!({"type": "object", "properties": {"build": schema("Build"), "release": schema("Release")}})))
             },
             format!("{p}/apps/{{app}}/builds/{{id}}"): {
-                "get": op("Show a build", vec![app(), path_param("id", "Build ID")], None, "200", ok("The build", schema("Build")))
+                "get": op("Show a build", vec![app(), path_param("id", "Build ID", BuildId::RULE)], None, "200", ok("The build", schema("Build")))
             },
             format!("{p}/apps/{{app}}/releases"): {
                 "get": op("List releases, newest first",
@@ -128,23 +148,23 @@ pub fn document() -> Value {
                 "post": op("Create a release from another (the newest by default) with a new build and/or environment",
                     vec![app()],
                     Some(json_body(json!({"type": "object", "properties": {
-                        "from": {"type": "string"}, "build": {"type": "string"},
-                        "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Replaces the environment"},
+                        "from": checked(ReleaseId::RULE), "build": checked(BuildId::RULE),
+                        "env": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": {"type": "string"}, "description": "Replaces the environment"},
                         "description": {"type": "string"}}}), false)),
                     "201", ok("The release", schema("Release")))
             },
             format!("{p}/apps/{{app}}/releases/{{id}}"): {
                 "get": op("Show a release (environment values masked unless reveal=true)",
-                    vec![app(), path_param("id", "Release ID"), query_param("reveal", "boolean", "Show environment values")],
+                    vec![app(), path_param("id", "Release ID", ReleaseId::RULE), query_param("reveal", "boolean", "Show environment values")],
                     None, "200", ok("The release", schema("Release")))
             },
             format!("{p}/apps/{{app}}/releases/{{id}}/promote"): {
                 "post": op("Start rolling the release out; returns the running promotion",
-                    vec![app(), path_param("id", "Release ID")], Some(timeout_body()), "202", ok("The promotion", schema("Promotion")))
+                    vec![app(), path_param("id", "Release ID", ReleaseId::RULE)], Some(timeout_body()), "202", ok("The promotion", schema("Promotion")))
             },
             format!("{p}/apps/{{app}}/releases/{{id}}/rollback"): {
                 "post": op("Make a new release like this one and promote it",
-                    vec![app(), path_param("id", "Release ID")], Some(timeout_body()), "202",
+                    vec![app(), path_param("id", "Release ID", ReleaseId::RULE)], Some(timeout_body()), "202",
                     ok("The new release and its promotion", json!({"type": "object", "properties": {"release": schema("Release"), "promotion": schema("Promotion")}})))
             },
             format!("{p}/apps/{{app}}/cancel"): {
@@ -160,13 +180,13 @@ pub fn document() -> Value {
                 "post": op("Change the environment: makes a release (and promotes it when asked)",
                     vec![app()],
                     Some(json_body(json!({"type": "object", "properties": {
-                        "set": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "unset": {"type": "array", "items": {"type": "string"}},
+                        "set": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": {"type": "string"}},
+                        "unset": {"type": "array", "items": checked(EnvKey::RULE)},
                         "replace": {"type": "boolean"},
-                        "base": {"type": "string", "description": "Refused with 409 unless this is still the newest release"},
+                        "base": {"allOf": [checked(ReleaseId::RULE)], "description": "Refused with 409 unless this is still the newest release"},
                         "description": {"type": "string"},
                         "promote": {"type": "boolean"},
-                        "timeout": {"type": "integer"}}}), true)),
+                        "timeout": timeout_schema()}}), true)),
                     "201", ok("The release and its promotion", json!({"type": "object", "properties": {
                         "release": schema("Release"), "promotion": {"oneOf": [schema("Promotion"), {"type": "null"}]}}})))
             },
@@ -187,11 +207,12 @@ pub fn document() -> Value {
                     json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}))
             },
             format!("{p}/login"): {
-                "post": op("Sign in with a user name and password (rate-limited); answers a new API token with the user's role",
+                "post": also(op("Sign in with a user name and password (rate-limited); answers a new API token with the user's role",
                     vec![], Some(json_body(json!({"type": "object", "required": ["user", "password"], "properties": {
                         "user": {"type": "string"}, "password": {"type": "string"}, "token_name": {"type": "string"}}}), true)),
                     "201", ok("The token (shown once)", json!({"type": "object", "properties": {
-                        "token": {"type": "string"}, "id": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"}}})))
+                        "token": {"type": "string"}, "id": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"}}}))),
+                    "429", "Too many failed sign-in attempts from this user and address; `Retry-After` says when to try again")
             },
             format!("{p}/logout"): {
                 "post": op("Revoke the API token this request was made with", vec![], None, "200", ok("Signed out", json!({"type": "object"})))
@@ -213,18 +234,18 @@ pub fn document() -> Value {
                         "token": {"type": "string"}, "info": schema("ApiToken")}})))
             },
             format!("{p}/tokens/{{id}}/revoke"): {
-                "post": op("Revoke an API token (its owner or an admin)", vec![path_param("id", "Token ID")], None, "200",
+                "post": op("Revoke an API token (its owner or an admin)", vec![path_param("id", "Token ID", TokenId::RULE)], None, "200",
                     ok("Revoked", json!({"type": "object"})))
             },
             format!("{p}/users"): {
                 "get": op("List users (admins)", vec![], None, "200",
                     ok("Users", json!({"type": "object", "properties": {"users": {"type": "array", "items": schema("User")}}}))),
                 "post": op("Create a user (admins)", vec![], Some(json_body(json!({"type": "object", "required": ["name", "password", "role"], "properties": {
-                        "name": {"type": "string"}, "password": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
+                        "name": checked(Username::RULE), "password": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
                     "201", ok("The user", schema("User")))
             },
             format!("{p}/users/{{name}}"): {
-                "post": op("Change a user's role, password, or disable/enable them (admins)", vec![path_param("name", "User name")],
+                "post": op("Change a user's role, password, or disable/enable them (admins)", vec![path_param("name", "User name", Username::RULE)],
                     Some(json_body(json!({"type": "object", "properties": {
                         "role": {"type": "string"}, "disabled": {"type": "boolean"}, "password": {"type": "string"}}}), true)),
                     "200", ok("The user", schema("User")))
@@ -238,7 +259,7 @@ pub fn document() -> Value {
                         "entries": {"type": "array", "items": schema("AuditRecord")}, "next_before": {"type": ["integer", "null"]}}})))
             },
             format!("{p}/promotions/{{id}}"): {
-                "get": op("Show a promotion with its event log", vec![path_param("id", "Promotion ID")], None, "200",
+                "get": op("Show a promotion with its event log", vec![path_param("id", "Promotion ID", PromotionId::RULE)], None, "200",
                     ok("The promotion", json!({"type": "object", "properties": {"promotion": schema("Promotion"), "events": {"type": "array", "items": schema("PromotionEvent")}}})))
             }
         },
@@ -285,7 +306,10 @@ pub fn document() -> Value {
                 "disabled_at": {"type": ["integer", "null"]}}},
             "AuditRecord": {"type": "object", "properties": {
                 "seq": {"type": "integer"}, "at": {"type": "integer"}, "actor": {"type": "string"}, "app": {"type": ["string", "null"]},
-                "action": {"type": "string"}, "target": {"type": ["string", "null"]}, "result": {"type": "string"}}},
+                "action": {"type": "string"}, "target": {"type": ["string", "null"]},
+                "result": {"type": "object", "required": ["status"], "properties": {
+                    "status": {"type": "string", "enum": ["ok", "denied", "failed"]},
+                    "detail": {"type": "string", "description": "Why it failed (status failed only)"}}}}},
             "PromotionEvent": {"type": "object", "properties": {
                 "promotion": {"type": "string"}, "seq": {"type": "integer"}, "at": {"type": "integer"},
                 "message": {"type": "string", "description": "The step in words"},
