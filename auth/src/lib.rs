@@ -276,6 +276,14 @@ const TOKEN_RANDOM_LEN: usize = 40;
 const TOKEN_DISPLAY_LEN: usize = TOKEN_PREFIX.len() + 4;
 const TOKEN_NAME_MAX: usize = 64;
 
+/// What a token's name may be, for the API's document: some text that is not only spaces,
+/// without control characters, at most 64 characters.
+pub const TOKEN_NAME: types::schema::StringRule = types::schema::StringRule {
+    pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+    min_length: 1,
+    max_length: TOKEN_NAME_MAX,
+};
+
 const BAD_LOGIN: &str = "wrong user name or password";
 const BAD_SESSION: &str = "not signed in, or the session has ended; sign in again";
 const BAD_TOKEN: &str = "the API token is not valid, has expired or was revoked";
@@ -314,7 +322,8 @@ fn is_api_token(s: &str) -> bool {
     })
 }
 
-fn check_token_name(name: &str) -> Result<&str> {
+/// The rule of [`TOKEN_NAME`]; the tests hold the two to the same answers.
+pub(crate) fn check_token_name(name: &str) -> Result<&str> {
     let name = name.trim();
     if name.is_empty() {
         return Err(Error::invalid("token name", "must not be empty"));
@@ -966,5 +975,41 @@ mod tests {
         c.advance(Duration::from_secs(2));
         assert_eq!(f(), 3000);
         assert_eq!(c.clone().now(), 3000);
+    }
+}
+
+#[cfg(test)]
+mod token_name_rule {
+    use super::*;
+
+    #[test]
+    fn the_documented_rule_says_what_the_check_does() {
+        let re = regex::Regex::new(TOKEN_NAME.pattern).unwrap();
+        let long = "x".repeat(TOKEN_NAME_MAX);
+        let too_long = "x".repeat(TOKEN_NAME_MAX + 1);
+        for name in [
+            "",
+            " ",
+            "  \t",
+            "ci",
+            " ci ",
+            "deploy bot",
+            "a\u{7}b",
+            "tab\there",
+            "line\n",
+            "é",
+            "\u{85}x",
+            long.as_str(),
+            too_long.as_str(),
+        ] {
+            let documented = re.is_match(name) && TOKEN_NAME.length_fits(name);
+            let accepted = check_token_name(name).is_ok();
+            if name == name.trim() {
+                assert_eq!(documented, accepted, "token name {name:?}");
+            } else {
+                // The check trims first; the document asks for no control characters at all.
+                assert!(!documented || accepted, "token name {name:?}");
+            }
+        }
     }
 }

@@ -32,6 +32,7 @@ pub use auth::{
 };
 pub use engine::{
     Engine, EngineConfig, NewRelease, PromoteOptions, DEFAULT_DEADLINE, MAX_DEADLINE,
+    MAX_DESCRIPTION,
 };
 pub use env::{EnvChange, EnvDiff, EnvEdit, EnvEditRow, EnvKey, Environment};
 pub use error::{Error, ErrorKind, FieldError, Result};

@@ -12,6 +12,13 @@ pub struct StringRule {
     pub max_length: usize,
 }
 
+impl StringRule {
+    /// Whether `s` has an allowed number of characters (the pattern is for a regex engine).
+    pub fn length_fits(&self, s: &str) -> bool {
+        (self.min_length..=self.max_length).contains(&s.chars().count())
+    }
+}
+
 /// Names that end up in host names (apps, services).
 pub const DNS_LABEL: StringRule = StringRule {
     pattern: "^[a-z]([a-z0-9-]*[a-z0-9])?$",
@@ -29,12 +36,10 @@ mod tests {
 
     /// Whether `s` satisfies `rule` as a JSON Schema validator would see it.
     fn satisfies(rule: &StringRule, s: &str) -> bool {
-        let n = s.chars().count();
         regex::Regex::new(rule.pattern)
             .map(|re| re.is_match(s))
             .unwrap_or(false)
-            && n >= rule.min_length
-            && n <= rule.max_length
+            && rule.length_fits(s)
     }
 
     const SAMPLES: &[&str] = &[

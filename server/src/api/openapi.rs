@@ -21,6 +21,32 @@ fn path_param(name: &str, description: &str, rule: StringRule) -> Value {
            "schema": checked(rule)})
 }
 
+/// A description: one line of at most [`engine::MAX_DESCRIPTION`] bytes (the document counts
+/// characters, so it says a quarter of that: any UTF-8 text that long fits).
+fn description_schema() -> Value {
+    json!({"type": "string", "maxLength": engine::MAX_DESCRIPTION / 4, "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*$",
+           "description": format!("One line of at most {} bytes", engine::MAX_DESCRIPTION)})
+}
+
+/// A password: [`engine::auth::MIN_PASSWORD_LEN`] to [`engine::auth::MAX_PASSWORD_LEN`] bytes
+/// (in characters: at least the minimum, at most a quarter of the maximum).
+fn password_schema() -> Value {
+    json!({"type": "string", "minLength": engine::auth::MIN_PASSWORD_LEN, "maxLength": engine::auth::MAX_PASSWORD_LEN / 4,
+           "description": format!("{} to {} bytes", engine::auth::MIN_PASSWORD_LEN, engine::auth::MAX_PASSWORD_LEN)})
+}
+
+/// An environment value: UTF-8 of at most 32 KiB (in characters: a quarter of that).
+fn env_value_schema() -> Value {
+    json!({"type": "string", "maxLength": engine::env::MAX_VALUE_BYTES / 4, "pattern": "^[^\\u0000]*$",
+           "description": format!("Any text without NUL, at most {} bytes", engine::env::MAX_VALUE_BYTES)})
+}
+
+/// A page size: the engine takes 1 to 1000 (more is cut to 1000).
+fn limit_param(description: &str) -> Value {
+    json!({"name": "limit", "in": "query", "required": false, "description": description,
+           "schema": {"type": "integer", "minimum": 1, "maximum": 1000}})
+}
+
 /// A rollout deadline in seconds, as the engine accepts it.
 fn timeout_schema() -> Value {
     json!({"type": "integer", "minimum": 1, "maximum": engine::MAX_DEADLINE.as_secs(),
@@ -126,10 +152,10 @@ pub fn document() -> Value {
                 "get": op("Show an app", vec![app()], None, "200", ok("The app", schema("App")))
             },
             format!("{p}/apps/{{app}}/builds"): {
-                "get": op("List builds, newest first", vec![app(), query_param("limit", "integer", "At most this many (default 50, max 1000)")],
+                "get": op("List builds, newest first", vec![app(), limit_param("At most this many (default 50, max 1000)")],
                     None, "200", ok("Builds", json!({"type": "object", "properties": {"builds": {"type": "array", "items": schema("Build")}}}))),
                 "post": op("Upload a build (a .tar.gz of the source with its slipway.yml); makes a release",
-                    vec![app(), query_param("description", "string", "The build's description"), query_param("git_sha", "string", "The commit it was built from")],
+                    vec![app(), json!({"name": "description", "in": "query", "required": false, "description": "The build's description", "schema": description_schema()}), query_param("git_sha", "string", "The commit it was built from")],
                     Some(json!({"required": true, "content": {
                         "application/gzip": {"schema": {"type": "string", "contentMediaType": "application/gzip"}},
                         "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/gzip"}}}})),
@@ -140,7 +166,7 @@ pub fn document() -> Value {
             },
             format!("{p}/apps/{{app}}/releases"): {
                 "get": op("List releases, newest first",
-                    vec![app(), query_param("limit", "integer", "Page size (default 50, max 1000)"),
+                    vec![app(), limit_param("Page size (default 50, max 1000)"),
                          query_param("before", "integer", "The next_before of the previous page")],
                     None, "200", ok("A page of releases", json!({"type": "object", "properties": {
                         "releases": {"type": "array", "items": schema("ReleaseListItem")},
@@ -149,8 +175,8 @@ pub fn document() -> Value {
                     vec![app()],
                     Some(json_body(json!({"type": "object", "properties": {
                         "from": checked(ReleaseId::RULE), "build": checked(BuildId::RULE),
-                        "env": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": {"type": "string"}, "description": "Replaces the environment"},
-                        "description": {"type": "string"}}}), false)),
+                        "env": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": env_value_schema(), "description": "Replaces the environment"},
+                        "description": description_schema()}}), false)),
                     "201", ok("The release", schema("Release")))
             },
             format!("{p}/apps/{{app}}/releases/{{id}}"): {
@@ -173,18 +199,18 @@ pub fn document() -> Value {
             },
             format!("{p}/apps/{{app}}/env"): {
                 "get": op("A release's environment (the newest by default), masked unless reveal=true",
-                    vec![app(), query_param("release", "string", "Release ID"), query_param("reveal", "boolean", "Show values")],
+                    vec![app(), json!({"name": "release", "in": "query", "required": false, "description": "Release ID", "schema": checked(ReleaseId::RULE)}), query_param("reveal", "boolean", "Show values")],
                     None, "200", ok("The environment", json!({"type": "object", "properties": {
                         "release": {"type": ["string", "null"]},
                         "env": {"type": "object", "additionalProperties": {"type": "string"}}}}))),
                 "post": op("Change the environment: makes a release (and promotes it when asked)",
                     vec![app()],
                     Some(json_body(json!({"type": "object", "properties": {
-                        "set": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": {"type": "string"}},
+                        "set": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": env_value_schema()},
                         "unset": {"type": "array", "items": checked(EnvKey::RULE)},
                         "replace": {"type": "boolean"},
                         "base": {"allOf": [checked(ReleaseId::RULE)], "description": "Refused with 409 unless this is still the newest release"},
-                        "description": {"type": "string"},
+                        "description": description_schema(),
                         "promote": {"type": "boolean"},
                         "timeout": timeout_schema()}}), true)),
                     "201", ok("The release and its promotion", json!({"type": "object", "properties": {
@@ -192,7 +218,7 @@ pub fn document() -> Value {
             },
             format!("{p}/apps/{{app}}/promotions"): {
                 "get": op("List promotions, newest first",
-                    vec![app(), query_param("release", "string", "Only this release's"), query_param("limit", "integer", "At most this many")],
+                    vec![app(), json!({"name": "release", "in": "query", "required": false, "description": "Only this release's", "schema": checked(ReleaseId::RULE)}), limit_param("At most this many")],
                     None, "200", ok("Promotions", json!({"type": "object", "properties": {"promotions": {"type": "array", "items": schema("Promotion")}}})))
             },
             format!("{p}/apps/{{app}}/processes"): {
@@ -209,7 +235,7 @@ pub fn document() -> Value {
             format!("{p}/login"): {
                 "post": also(op("Sign in with a user name and password (rate-limited); answers a new API token with the user's role",
                     vec![], Some(json_body(json!({"type": "object", "required": ["user", "password"], "properties": {
-                        "user": {"type": "string"}, "password": {"type": "string"}, "token_name": {"type": "string"}}}), true)),
+                        "user": {"type": "string"}, "password": {"type": "string"}, "token_name": checked(engine::auth::TOKEN_NAME)}}), true)),
                     "201", ok("The token (shown once)", json!({"type": "object", "properties": {
                         "token": {"type": "string"}, "id": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"}}}))),
                     "429", "Too many failed sign-in attempts from this user and address; `Retry-After` says when to try again")
@@ -227,7 +253,7 @@ pub fn document() -> Value {
                     ok("Tokens", json!({"type": "object", "properties": {"tokens": {"type": "array", "items": schema("ApiToken")}}}))),
                 "post": op("Create an API token for the caller, with at most the caller's role; it expires after expires_in_days (never when left out)",
                     vec![], Some(json_body(json!({"type": "object", "required": ["name"], "properties": {
-                        "name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]},
+                        "name": checked(engine::auth::TOKEN_NAME), "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]},
                         "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 366,
                             "description": "Days until the token is refused (1 to 366); left out or null: never. Anything else is a 400"}}}), true)),
                     "201", ok("The token (shown once) and its record", json!({"type": "object", "properties": {
@@ -241,20 +267,21 @@ pub fn document() -> Value {
                 "get": op("List users (admins)", vec![], None, "200",
                     ok("Users", json!({"type": "object", "properties": {"users": {"type": "array", "items": schema("User")}}}))),
                 "post": op("Create a user (admins)", vec![], Some(json_body(json!({"type": "object", "required": ["name", "password", "role"], "properties": {
-                        "name": checked(Username::RULE), "password": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
+                        "name": checked(Username::RULE), "password": password_schema(), "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}}}), true)),
                     "201", ok("The user", schema("User")))
             },
             format!("{p}/users/{{name}}"): {
                 "post": op("Change a user's role, password, or disable/enable them (admins)", vec![path_param("name", "User name", Username::RULE)],
                     Some(json_body(json!({"type": "object", "properties": {
-                        "role": {"type": "string"}, "disabled": {"type": "boolean"}, "password": {"type": "string"}}}), true)),
+                        "role": {"type": "string", "enum": ["viewer", "deployer", "admin"]}, "disabled": {"type": "boolean"}, "password": password_schema()}}), true)),
                     "200", ok("The user", schema("User")))
             },
             format!("{p}/audit"): {
                 "get": op("The audit log, newest first",
-                    vec![query_param("app", "string", "Only this app"), query_param("actor", "string", "Only this user"),
+                    vec![json!({"name": "app", "in": "query", "required": false, "description": "Only this app", "schema": checked(AppName::RULE)}),
+                         query_param("actor", "string", "Only this user"),
                          query_param("action", "string", "Actions starting with this"), query_param("before_seq", "integer", "Older than this entry"),
-                         query_param("limit", "integer", "At most this many (default 50)")],
+                         limit_param("At most this many (default 50)")],
                     None, "200", ok("Entries", json!({"type": "object", "properties": {
                         "entries": {"type": "array", "items": schema("AuditRecord")}, "next_before": {"type": ["integer", "null"]}}})))
             },
@@ -317,4 +344,45 @@ pub fn document() -> Value {
                     "properties": {"step": {"type": "string"}}, "required": ["step"]}}}
         }}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("pattern", Value::String(p)) => out.push(p),
+                        _ => patterns(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| patterns(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_pattern_is_a_regular_expression_that_means_what_it_says() {
+        let doc = document();
+        let mut found = Vec::new();
+        patterns(&doc, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for p in &found {
+            assert!(regex::Regex::new(p).is_ok(), "{p}");
+        }
+        // The escapes arrive as escapes: a token name may not hold a control character.
+        let token = regex::Regex::new(engine::auth::TOKEN_NAME.pattern).unwrap();
+        assert!(token.is_match("ci bot") && !token.is_match("ci\u{7}bot"));
+        let description = doc["paths"]["/api/v1/apps/{app}/env"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["properties"]["description"]["pattern"]
+            .as_str()
+            .map(|p| regex::Regex::new(p).unwrap());
+        let description = description.expect("a pattern for descriptions");
+        assert!(description.is_match("env add:FOO\twith a tab"));
+        assert!(!description.is_match("two\nlines"));
+    }
 }
