@@ -107,6 +107,7 @@ struct CreateToken {
     /// The caller's own role when left out; never more than it.
     role: Option<String>,
     /// Days until it expires (1 to 366); never when left out.
+    #[serde(default, deserialize_with = "super::whole::opt")]
     expires_in_days: Option<i64>,
 }
 

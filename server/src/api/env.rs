@@ -64,6 +64,7 @@ struct ChangeEnv {
     description: Option<String>,
     #[serde(default)]
     promote: bool,
+    #[serde(default, deserialize_with = "super::whole::opt")]
     timeout: Option<u64>,
 }
 

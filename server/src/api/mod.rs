@@ -12,6 +12,7 @@ mod events;
 pub mod openapi;
 mod promotions;
 mod releases;
+mod whole;
 
 use axum::{
     body::Bytes,

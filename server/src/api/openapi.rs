@@ -157,8 +157,8 @@ pub fn document() -> Value {
                 "post": op("Upload a build (a .tar.gz of the source with its slipway.yml); makes a release",
                     vec![app(), json!({"name": "description", "in": "query", "required": false, "description": "The build's description", "schema": description_schema()}), query_param("git_sha", "string", "The commit it was built from")],
                     Some(json!({"required": true, "content": {
-                        "application/gzip": {"schema": {"type": "string", "contentMediaType": "application/gzip"}},
-                        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/gzip"}}}})),
+                        "application/gzip": {"schema": {"type": "string", "contentMediaType": "application/gzip", "minLength": 1}},
+                        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/gzip", "minLength": 1}}}})),
                     "201", ok("The build and its release", json!({"type": "object", "properties": {"build": schema("Build"), "release": schema("Release")}})))
             },
             format!("{p}/apps/{{app}}/builds/{{id}}"): {
@@ -167,7 +167,8 @@ pub fn document() -> Value {
             format!("{p}/apps/{{app}}/releases"): {
                 "get": op("List releases, newest first",
                     vec![app(), limit_param("Page size (default 50, max 1000)"),
-                         query_param("before", "integer", "The next_before of the previous page")],
+                         json!({"name": "before", "in": "query", "required": false, "description": "The next_before of the previous page",
+                             "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}})],
                     None, "200", ok("A page of releases", json!({"type": "object", "properties": {
                         "releases": {"type": "array", "items": schema("ReleaseListItem")},
                         "next_before": {"type": ["integer", "null"]}}}))),
@@ -223,7 +224,8 @@ pub fn document() -> Value {
             },
             format!("{p}/apps/{{app}}/processes"): {
                 "get": op("The running processes of the active release, with the last lines of their output (for viewers, the app's own env values of at least 4 characters are masked as ••••)",
-                    vec![app(), query_param("lines", "integer", "Lines of output per process (default 100)")],
+                    vec![app(), json!({"name": "lines", "in": "query", "required": false, "description": "Lines of output per process (default 100, at most 500)",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 100_000}})],
                     None, "200", ok("Processes", json!({"type": "object", "properties": {"processes": {"type": "array", "items": {
                         "type": "object", "properties": {"name": {"type": "string"}, "output": {"type": "string"}}}}}})))
             },
@@ -280,7 +282,8 @@ pub fn document() -> Value {
                 "get": op("The audit log, newest first",
                     vec![json!({"name": "app", "in": "query", "required": false, "description": "Only this app", "schema": checked(AppName::RULE)}),
                          query_param("actor", "string", "Only this user"),
-                         query_param("action", "string", "Actions starting with this"), query_param("before_seq", "integer", "Older than this entry"),
+                         query_param("action", "string", "Actions starting with this"), json!({"name": "before_seq", "in": "query", "required": false, "description": "Older than this entry",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}),
                          limit_param("At most this many (default 50)")],
                     None, "200", ok("Entries", json!({"type": "object", "properties": {
                         "entries": {"type": "array", "items": schema("AuditRecord")}, "next_before": {"type": ["integer", "null"]}}})))

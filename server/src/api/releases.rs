@@ -129,6 +129,7 @@ async fn create(
 #[derive(Deserialize, Default)]
 pub(super) struct PromoteBody {
     /// The rollout's deadline in seconds.
+    #[serde(default, deserialize_with = "super::whole::opt")]
     pub timeout: Option<u64>,
 }
 
