@@ -17,6 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::ids::{PromotionId, ReleaseId};
@@ -29,8 +30,6 @@ use crate::traffic::Endpoint;
 
 /// How long new processes of a failed or cancelled rollout get to stop.
 const UNDO_GRACE: Duration = Duration::from_secs(5);
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(60);
 
 pub(crate) enum Command {
     /// Roll out `release`; the promotion is already recorded as running.
@@ -117,8 +116,9 @@ pub(crate) fn spawn_with(
         rollout: None,
         queued: None,
         restore: Restore {
-            release: restore,
+            release: None,
             attempt: 0,
+            backoff: Backoff::default(),
             retry_at: None,
             first_done: restored_tx,
         },
@@ -131,9 +131,9 @@ pub(crate) fn spawn_with(
         set.keep_running(true);
         let _ = c.inner.traffic.switch(&c.app, set.id(), Vec::new());
         c.active = Some(set);
-    } else if c.restore.release.is_some() {
+    } else if let Some(release) = restore {
         c.inner.traffic.starting(&c.app);
-        c.restore.retry_at = Some(Instant::now());
+        c.restore.want(release);
     }
     inner.tasks.spawn(async move { c.run().await });
     Handle {
@@ -195,7 +195,6 @@ struct Launch {
 /// The rollout in progress.
 struct Rollout {
     promotion: Promotion,
-    release: Release,
     cancelled_by: Option<String>,
     /// Traffic was switched: it completes whatever happens now.
     switched: bool,
@@ -206,15 +205,34 @@ struct Restore {
     /// The release to bring back up, until it serves.
     release: Option<ReleaseId>,
     attempt: u32,
+    backoff: Backoff,
     retry_at: Option<Instant>,
     first_done: watch::Sender<bool>,
+}
+
+impl Restore {
+    /// `release` should serve but does not: bring it up now, then again with backoff.
+    fn want(&mut self, release: ReleaseId) {
+        self.release = Some(release);
+        self.attempt = 0;
+        self.backoff.reset();
+        self.retry_at = Some(Instant::now());
+    }
+
+    /// What was wanted serves (restored, or replaced by a promotion's switch).
+    fn serving(&mut self) {
+        self.release = None;
+        self.attempt = 0;
+        self.backoff.reset();
+        self.retry_at = None;
+    }
 }
 
 /// The end of a promotion the store would not take yet.
 struct Unrecorded {
     promotion: Promotion,
     retry_at: Instant,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 enum Retired {
@@ -245,7 +263,7 @@ struct Coordinator {
     launch: Option<Launch>,
     rollout: Option<Rollout>,
     /// A promote that waits for a restore's launch to give way.
-    queued: Option<(Promotion, Release, Duration)>,
+    queued: Option<(PromotionId, Release, Duration)>,
     restore: Restore,
     retiring: JoinSet<Retired>,
     unrecorded: Option<Unrecorded>,
@@ -386,48 +404,45 @@ impl Coordinator {
         let (done, _) = watch::channel(false);
         self.rollout = Some(Rollout {
             promotion: promotion.clone(),
-            release: release.clone(),
             cancelled_by: None,
             switched: false,
             done,
         });
-        let mut step = Step::Promoting {
+        // The previous release keeps serving only if something serves it.
+        let previous = self.active.as_ref().and(promotion.previous_release.clone());
+        let step = Step::Promoting {
             release: release.id.clone(),
             actor: promotion.actor.clone(),
             deadline_ms: deadline.as_millis() as u64,
-            previous: promotion.previous_release.clone(),
+            previous,
         };
-        if self.active.is_none() {
-            // Nothing serves the previous release: it is not kept serving.
-            if let Step::Promoting { previous, .. } = &mut step {
-                *previous = None;
-            }
-        }
         self.step(&promotion.id, step).await;
         if self.shutdown.is_some() {
             self.cancel(&promotion.id, "the server shutting down".into());
             return self.undo_now(Failure::Cancelled("the server shutting down".into()));
         }
+        // A restore still under way (launching, or waiting to try again) gives way.
+        if let Some(r) = self
+            .restore
+            .release
+            .clone()
+            .filter(|_| self.active.is_none())
+        {
+            self.step(&promotion.id, Step::ReplacedRestore { release: r })
+                .await;
+        }
         match &self.launch {
-            Some(l) if matches!(l.purpose, Purpose::Restore(_)) => {
-                // The restore gives way; the rollout starts once its processes are stopped.
-                if let Purpose::Restore(r) = &l.purpose {
-                    let r = r.clone();
-                    self.step(&promotion.id, Step::ReplacedRestore { release: r })
-                        .await;
-                }
+            Some(l) => {
+                // Only a restore's launch can be under way here; the rollout starts once its
+                // processes are stopped.
                 l.cancel.cancel();
-                self.queued = Some((promotion, release, deadline));
+                self.queued = Some((promotion.id, release, deadline));
             }
-            _ => {
-                if self.restore.release.is_some() && self.active.is_none() {
-                    if let Some(r) = self.restore.release.clone() {
-                        self.step(&promotion.id, Step::ReplacedRestore { release: r })
-                            .await;
-                    }
-                }
-                self.start_launch(Purpose::Rollout(promotion.id.clone()), release, deadline);
-            }
+            None => self.start_launch(
+                Purpose::Rollout(promotion.id.clone()),
+                Some(release),
+                deadline,
+            ),
         }
     }
 
@@ -462,10 +477,13 @@ impl Coordinator {
         Some(rollout.done.subscribe())
     }
 
-    fn start_launch(&mut self, purpose: Purpose, release: Release, deadline: Duration) {
+    /// Starts launching a set: of `release` for a rollout, of the stored release for a
+    /// restore (`None`: read when the launch begins).
+    fn start_launch(&mut self, purpose: Purpose, release: Option<Release>, deadline: Duration) {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(launch(
             self.inner.clone(),
+            self.app.clone(),
             purpose.clone(),
             release,
             deadline,
@@ -529,13 +547,12 @@ impl Coordinator {
             return Err((new, Failure::Engine(e)));
         }
         rollout.switched = true;
-        let release = rollout.release.id.clone();
+        let release = rollout.promotion.release.clone();
         new.keep_running(true);
         let drain = self.inner.traffic.switch(&self.app, new.id(), endpoints);
         let old = self.active.replace(new);
         self.active_quiet = false;
-        self.restore.release = None;
-        self.restore.retry_at = None;
+        self.restore.serving();
         self.inner.changed();
         self.step(
             id,
@@ -565,18 +582,21 @@ impl Coordinator {
                     }
                 });
             }
-            None => self.complete(id, release).await,
+            None => self.complete(id).await,
         }
         Ok(())
     }
 
-    async fn complete(&mut self, id: &PromotionId, release: ReleaseId) {
+    /// The old set is gone (or there was none): the rollout ends with its release active.
+    async fn complete(&mut self, id: &PromotionId) {
+        let Some(r) = self.rollout.as_mut() else {
+            return;
+        };
+        r.promotion.state = PromotionState::Active;
+        r.promotion.reason = None;
+        r.promotion.failed_output = None;
+        let release = r.promotion.release.clone();
         self.step(id, Step::Complete { release }).await;
-        if let Some(r) = self.rollout.as_mut() {
-            r.promotion.state = PromotionState::Active;
-            r.promotion.reason = None;
-            r.promotion.failed_output = None;
-        }
         self.end_rollout().await;
     }
 
@@ -628,14 +648,7 @@ impl Coordinator {
                     },
                 )
                 .await;
-                let new = self
-                    .rollout
-                    .as_ref()
-                    .map(|r| r.release.id.clone())
-                    .or_else(|| self.active.as_ref().map(|a| a.release().clone()));
-                if let Some(release) = new {
-                    self.complete(&promotion, release).await;
-                }
+                self.complete(&promotion).await;
             }
             Retired::New {
                 promotion,
@@ -677,26 +690,28 @@ impl Coordinator {
                 // Nothing serves, but a release is active: bring it back up.
                 if self.active.is_none() && self.shutdown.is_none() {
                     if let Some(a) = active {
-                        self.restore.release = Some(a);
-                        self.restore.attempt = 0;
-                        self.restore.retry_at = Some(Instant::now());
+                        self.restore.want(a);
                     }
                 }
             }
             Retired::Other => {}
         }
+        self.start_queued();
+    }
+
+    /// Starts the promote that waited for a restore to give way, once nothing else launches.
+    fn start_queued(&mut self) {
+        if self.launch.is_some() {
+            return;
+        }
         if let Some((promotion, release, deadline)) = self.queued.take() {
-            if self.launch.is_none() {
-                self.start_launch(Purpose::Rollout(promotion.id.clone()), release, deadline);
-            } else {
-                self.queued = Some((promotion, release, deadline));
-            }
+            self.start_launch(Purpose::Rollout(promotion), Some(release), deadline);
         }
     }
 
     /// Records how the rollout ended (as `rollout.promotion` says), tells whoever waits, and
-    /// forgets it; then starts a promote that waited for it. If the store will not take the
-    /// end, it is kept and tried again (and before any later promote).
+    /// forgets it. If the store will not take the end, it is kept and tried again (and before
+    /// any later promote).
     async fn end_rollout(&mut self) {
         let Some(rollout) = self.rollout.take() else {
             return;
@@ -714,10 +729,11 @@ impl Coordinator {
             .await;
         if let Err(e) = recorded {
             tracing::error!(promotion = %promotion.id, error = %e, "could not record the end of a promotion; trying again");
+            let mut backoff = Backoff::default();
             self.unrecorded = Some(Unrecorded {
                 promotion: promotion.clone(),
-                retry_at: Instant::now() + FIRST_RETRY,
-                backoff: FIRST_RETRY,
+                retry_at: Instant::now() + backoff.take(),
+                backoff,
             });
         }
         match self.inner.store.promotion(&promotion.id).await {
@@ -758,8 +774,7 @@ impl Coordinator {
                 Ok(())
             }
             Err(e) => {
-                u.backoff = (u.backoff * 2).min(MAX_RETRY);
-                u.retry_at = Instant::now() + u.backoff;
+                u.retry_at = Instant::now() + u.backoff.take();
                 Err(Error::Internal(format!(
                     "promotion {} ended ({}) but that could not be recorded yet: {e}",
                     p.id, p.state
@@ -784,37 +799,8 @@ impl Coordinator {
             release: release_id.clone(),
             attempt: self.restore.attempt,
         });
-        let inner = self.inner.clone();
-        let app = self.app.clone();
-        let cancel = CancellationToken::new();
         let deadline = self.inner.config.default_deadline;
-        let token = cancel.clone();
-        let purpose = Purpose::Restore(release_id.clone());
-        let future = async move {
-            let release = match inner.store.release(&app, &release_id).await {
-                Ok(r) => r,
-                Err(e) => {
-                    return Launched {
-                        purpose: Purpose::Restore(release_id),
-                        set: None,
-                        outcome: Err(Failure::Engine(e)),
-                    }
-                }
-            };
-            launch(
-                inner,
-                Purpose::Restore(release_id),
-                release,
-                deadline,
-                token,
-            )
-            .await
-        };
-        self.launch = Some(Launch {
-            purpose,
-            cancel,
-            task: tokio::spawn(future),
-        });
+        self.start_launch(Purpose::Restore(release_id), None, deadline);
     }
 
     async fn restore_launched(&mut self, release: ReleaseId, launched: Launched) {
@@ -826,8 +812,7 @@ impl Coordinator {
                 let _ = self.inner.traffic.switch(&self.app, set.id(), endpoints);
                 self.active = Some(set);
                 self.active_quiet = false;
-                self.restore.release = None;
-                self.restore.attempt = 0;
+                self.restore.serving();
                 self.inner.changed();
                 self.tell(ProcessEvent::Restored { release });
             }
@@ -843,9 +828,7 @@ impl Coordinator {
                     Ok(_) | Err(Failure::Cancelled(_)) => {}
                     Err(failure) => {
                         let (_, reason) = failure.state_and_reason();
-                        let wait = FIRST_RETRY
-                            .saturating_mul(1 << self.restore.attempt.min(7).saturating_sub(1))
-                            .min(MAX_RETRY);
+                        let wait = self.restore.backoff.take();
                         self.restore.retry_at = Some(Instant::now() + wait);
                         self.tell(ProcessEvent::RestoreFailed {
                             release,
@@ -854,8 +837,8 @@ impl Coordinator {
                         });
                     }
                 }
-                if self.queued.is_some() && self.launch.is_none() && self.retiring.is_empty() {
-                    self.retired(Retired::Other).await;
+                if self.retiring.is_empty() {
+                    self.start_queued();
                 }
             }
         }
@@ -949,26 +932,7 @@ impl Coordinator {
 
     /// Writes a step to the promotion's log and publishes it.
     async fn step(&self, id: &PromotionId, step: Step) {
-        match self.inner.store.add_event(id, &step).await {
-            Ok(event) => self.inner.publish(EngineEvent::Promotion {
-                app: self.app.clone(),
-                event,
-            }),
-            Err(e) => {
-                tracing::error!(promotion = %id, error = %e, "could not record a step: {step}");
-                // Still told live, so that watchers see it.
-                self.inner.publish(EngineEvent::Promotion {
-                    app: self.app.clone(),
-                    event: PromotionEvent {
-                        promotion: id.clone(),
-                        seq: 0,
-                        at: now_ms(),
-                        message: step.to_string(),
-                        step,
-                    },
-                });
-            }
-        }
+        record_step(&self.inner, &self.app, id, step).await;
     }
 
     /// Publishes something that happened to the running processes.
@@ -987,15 +951,16 @@ impl Coordinator {
 /// caller can retire it.
 async fn launch(
     inner: Arc<Inner>,
+    app: AppName,
     purpose: Purpose,
-    release: Release,
+    release: Option<Release>,
     deadline: Duration,
     cancel: CancellationToken,
 ) -> Launched {
     let give_up = Instant::now() + deadline;
     let mut set: Option<Box<dyn RunningSet>> = None;
     let outcome = tokio::select! {
-        r = start_and_wait(&inner, &purpose, &release, &mut set) => r,
+        r = start_and_wait(&inner, &app, &purpose, release, &mut set) => r,
         _ = tokio::time::sleep_until(give_up) => Err(Failure::Deadline(deadline)),
         _ = cancel.cancelled() => Err(Failure::Cancelled(String::new())),
     };
@@ -1008,11 +973,25 @@ async fn launch(
 
 async fn start_and_wait(
     inner: &Arc<Inner>,
+    app: &AppName,
     purpose: &Purpose,
-    release: &Release,
+    release: Option<Release>,
     out: &mut Option<Box<dyn RunningSet>>,
 ) -> std::result::Result<Vec<Endpoint>, Failure> {
-    let spec = set_spec(inner, release).await.map_err(Failure::Engine)?;
+    let release = match (release, purpose) {
+        (Some(r), _) => r,
+        (None, Purpose::Restore(id)) => inner
+            .store
+            .release(app, id)
+            .await
+            .map_err(Failure::Engine)?,
+        (None, Purpose::Rollout(_)) => {
+            return Err(Failure::Engine(Error::Internal(
+                "a rollout without its release".into(),
+            )))
+        }
+    };
+    let spec = set_spec(inner, &release).await.map_err(Failure::Engine)?;
     let set = inner
         .runtime
         .start(spec)
@@ -1065,16 +1044,32 @@ async fn start_and_wait(
             InstanceState::Note { .. } => None,
         };
         if let (Some(step), Purpose::Rollout(id)) = (step, purpose) {
-            match inner.store.add_event(id, &step).await {
-                Ok(event) => inner.publish(EngineEvent::Promotion {
-                    app: release.app.clone(),
-                    event,
-                }),
-                Err(e) => tracing::error!(promotion = %id, error = %e, "could not record a step"),
-            }
+            record_step(inner, app, id, step).await;
         }
     }
     Ok(endpoints)
+}
+
+/// Writes a step to promotion `id`'s log and publishes it; a step the store would not take is
+/// still published, so that whoever watches sees it.
+async fn record_step(inner: &Inner, app: &AppName, id: &PromotionId, step: Step) {
+    let event = match inner.store.add_event(id, &step).await {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(promotion = %id, error = %e, "could not record a step: {step}");
+            PromotionEvent {
+                promotion: id.clone(),
+                seq: 0,
+                at: now_ms(),
+                message: step.to_string(),
+                step,
+            }
+        }
+    };
+    inner.publish(EngineEvent::Promotion {
+        app: app.clone(),
+        event,
+    });
 }
 
 /// What the runtime needs to run `release`: its build's manifest, its unpacked source, its

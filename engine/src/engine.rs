@@ -126,15 +126,26 @@ impl Inner {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The coordinator of `app`, started if it has none yet.
-    pub(crate) fn coordinator(self: &Arc<Self>, app: &AppName) -> coordinator::Handle {
-        let mut all = match self.coordinators.lock() {
+    fn coordinator_map(&self) -> std::sync::MutexGuard<'_, HashMap<AppName, coordinator::Handle>> {
+        match self.coordinators.lock() {
             Ok(a) => a,
             Err(p) => p.into_inner(),
-        };
-        all.entry(app.clone())
+        }
+    }
+
+    /// The coordinator of `app`, started if it has none yet: only for a promotion, which the
+    /// store has recorded for an app that exists.
+    pub(crate) fn coordinator(self: &Arc<Self>, app: &AppName) -> coordinator::Handle {
+        self.coordinator_map()
+            .entry(app.clone())
             .or_insert_with(|| coordinator::spawn(self, app.clone()))
             .clone()
+    }
+
+    /// The coordinator of `app` if it has one (it has never run anything otherwise): what
+    /// only asks questions does not start one.
+    pub(crate) fn existing_coordinator(&self, app: &AppName) -> Option<coordinator::Handle> {
+        self.coordinator_map().get(app).cloned()
     }
 }
 
@@ -268,10 +279,7 @@ impl Engine {
         // Every app with an active release gets its coordinator, which brings it back up.
         let active = inner.store.active_releases().await?;
         {
-            let mut all = match inner.coordinators.lock() {
-                Ok(a) => a,
-                Err(p) => p.into_inner(),
-            };
+            let mut all = inner.coordinator_map();
             for (app, release) in active {
                 let found = adopted
                     .iter()
@@ -317,10 +325,7 @@ impl Engine {
     }
 
     fn coordinators(&self) -> Vec<coordinator::Handle> {
-        match self.inner.coordinators.lock() {
-            Ok(a) => a.values().cloned().collect(),
-            Err(p) => p.into_inner().values().cloned().collect(),
-        }
+        self.inner.coordinator_map().values().cloned().collect()
     }
 
     /// Live events: promotion steps, finished promotions, new releases, process crashes.
@@ -850,11 +855,17 @@ impl Engine {
             return Err(Error::Conflict("the server is shutting down".into()));
         }
         self.inner.store.app(app).await?;
-        self.inner
-            .coordinator(app)
-            .ask(|reply| Command::Settle { reply })
-            .await??;
+        self.settle(app).await?;
         Ok(deadline)
+    }
+
+    /// Has the app's coordinator record the end of a promotion the store refused before (an
+    /// error says why it still cannot); nothing to do for an app that has none.
+    async fn settle(&self, app: &AppName) -> Result<()> {
+        match self.inner.existing_coordinator(app) {
+            Some(c) => c.ask(|reply| Command::Settle { reply }).await?,
+            None => Ok(()),
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -866,7 +877,7 @@ impl Engine {
     /// Hands a recorded promotion to the app's coordinator.
     fn roll_out(&self, promotion: Promotion, release: Release, deadline: Duration) -> Result<()> {
         self.inner
-            .coordinator(&promotion.app.clone())
+            .coordinator(&promotion.app)
             .send(Command::Promote {
                 promotion: Box::new(promotion),
                 release: Box::new(release),
@@ -1009,10 +1020,10 @@ impl Engine {
 
     /// The app's rollout in progress, as its coordinator knows it.
     async fn running_promotion(&self, app: &AppName) -> Result<Option<PromotionId>> {
-        self.inner
-            .coordinator(app)
-            .ask(|reply| Command::Running { reply })
-            .await
+        match self.inner.existing_coordinator(app) {
+            Some(c) => c.ask(|reply| Command::Running { reply }).await,
+            None => Ok(None),
+        }
     }
 
     /// Cancels the app's running rollout: the new processes are stopped and the active release
@@ -1032,10 +1043,12 @@ impl Engine {
         audit: &AuditEntry,
     ) -> Result<Promotion> {
         self.inner.store.app(app).await?;
-        let coordinator = self.inner.coordinator(app);
-        let Some(promotion) = self.running_promotion(app).await? else {
+        let (Some(coordinator), Some(promotion)) = (
+            self.inner.existing_coordinator(app),
+            self.running_promotion(app).await?,
+        ) else {
             // A rollout that ended but could not be recorded says so here.
-            coordinator.ask(|reply| Command::Settle { reply }).await??;
+            self.settle(app).await?;
             return Err(Error::Conflict(format!(
                 "no rollout is in progress for app {app}"
             )));
@@ -1142,11 +1155,13 @@ impl Engine {
 
     /// Output of the running processes of the app's active release, by process name.
     pub async fn process_output(&self, app: &AppName, lines: usize) -> Vec<(String, String)> {
-        self.inner
-            .coordinator(app)
-            .ask(|reply| Command::Output { lines, reply })
-            .await
-            .unwrap_or_default()
+        match self.inner.existing_coordinator(app) {
+            Some(c) => c
+                .ask(|reply| Command::Output { lines, reply })
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     /// What to mask in output of `app` (see [`crate::redact`]) shown to someone who may not

@@ -5,6 +5,7 @@
 //! It knows nothing of HTTP frameworks or UIs; the Console and the API call [`Engine`].
 
 pub mod artifacts;
+mod backoff;
 mod coordinator;
 mod engine;
 pub mod error;

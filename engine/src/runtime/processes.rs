@@ -16,6 +16,7 @@ use super::{
     local, InstanceState, Process, ProcessRuntime, ProcessSpec, RunningSet, Runtime, SetChannel,
     SetEvent, SetSpec,
 };
+use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::health::{check_http, wait_until_healthy, Unhealthy, WORKER_MIN_READY};
 use crate::manifest::HealthCheck;
@@ -29,8 +30,6 @@ const FAILED_OUTPUT_LINES: usize = 30;
 const STOPPED_OUTPUT_LINES: usize = 50;
 /// Consecutive failed health checks that take a process out of the router.
 pub const UNHEALTHY_AFTER: u32 = 3;
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Sets of processes of a [`ProcessRuntime`], recorded in the store (pid and start time) so
 /// that a later run can stop what this one left behind.
@@ -228,7 +227,7 @@ impl<R: ProcessRuntime> Instance<R> {
 
     async fn run(self, started: tokio::sync::oneshot::Sender<()>) {
         let mut started = Some(started);
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::default();
         let mut restart = false;
         loop {
             if self.retire.is_cancelled() {
@@ -280,7 +279,7 @@ impl<R: ProcessRuntime> Instance<R> {
                         process: self.name(),
                     });
                     self.say(InstanceState::Ready { addr, after, event });
-                    backoff = FIRST_BACKOFF;
+                    backoff.reset();
                 }
                 Err(unhealthy) => {
                     let reason = match unhealthy {
@@ -295,25 +294,7 @@ impl<R: ProcessRuntime> Instance<R> {
                     };
                     // Stopped first, so that its output is complete.
                     self.stop(&p, Duration::from_secs(2)).await;
-                    let output = format!(
-                        "--- last output of {} ---\n{}",
-                        self.name(),
-                        p.output_tail(FAILED_OUTPUT_LINES)
-                    );
-                    if !self.kept_running() {
-                        return self.say(InstanceState::Failed {
-                            reason,
-                            output: Some(output),
-                        });
-                    }
-                    self.say(InstanceState::Down {
-                        event: ProcessEvent::Exited {
-                            process: self.name(),
-                            status: reason,
-                            restart_in_ms: backoff.as_millis() as u64,
-                        },
-                    });
-                    if !self.pause(&mut backoff).await {
+                    if !self.ended(&p, reason.clone(), reason, &mut backoff).await {
                         return;
                     }
                     restart = true;
@@ -324,24 +305,8 @@ impl<R: ProcessRuntime> Instance<R> {
                 Ended::Retired => return self.stop(&p, self.grace()).await,
                 Ended::Exited(status) => {
                     self.stop(&p, Duration::ZERO).await;
-                    if !self.kept_running() {
-                        return self.say(InstanceState::Failed {
-                            reason: format!("{} exited with {status}", self.name()),
-                            output: Some(format!(
-                                "--- last output of {} ---\n{}",
-                                self.name(),
-                                p.output_tail(FAILED_OUTPUT_LINES)
-                            )),
-                        });
-                    }
-                    self.say(InstanceState::Down {
-                        event: ProcessEvent::Exited {
-                            process: self.name(),
-                            status,
-                            restart_in_ms: backoff.as_millis() as u64,
-                        },
-                    });
-                    if !self.pause(&mut backoff).await {
+                    let reason = format!("{} exited with {status}", self.name());
+                    if !self.ended(&p, reason, status, &mut backoff).await {
                         return;
                     }
                     restart = true;
@@ -350,10 +315,41 @@ impl<R: ProcessRuntime> Instance<R> {
         }
     }
 
-    /// Waits `backoff` (doubling it for next time); `false` if the set was retired meanwhile.
-    async fn pause(&self, backoff: &mut Duration) -> bool {
-        let wait = *backoff;
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    /// `p` ended (`status`) or did not come up (`reason`). A set not kept running yet hears
+    /// that the instance failed, with its last output: final. One kept running hears it is
+    /// down, and it is started again after a backoff. `false`: the instance is done.
+    async fn ended(
+        &self,
+        p: &Arc<dyn Process>,
+        reason: String,
+        status: String,
+        backoff: &mut Backoff,
+    ) -> bool {
+        if !self.kept_running() {
+            let output = format!(
+                "--- last output of {} ---\n{}",
+                self.name(),
+                p.output_tail(FAILED_OUTPUT_LINES)
+            );
+            self.say(InstanceState::Failed {
+                reason,
+                output: Some(output),
+            });
+            return false;
+        }
+        self.say(InstanceState::Down {
+            event: ProcessEvent::Exited {
+                process: self.name(),
+                status,
+                restart_in_ms: backoff.peek().as_millis() as u64,
+            },
+        });
+        self.pause(backoff).await
+    }
+
+    /// Waits out `backoff`'s next wait; `false` if the set was retired meanwhile.
+    async fn pause(&self, backoff: &mut Backoff) -> bool {
+        let wait = backoff.take();
         tokio::select! {
             _ = self.retire.cancelled() => false,
             _ = tokio::time::sleep(wait) => true,
