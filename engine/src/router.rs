@@ -334,31 +334,37 @@ impl RoutingTable {
         if routes.sets.is_empty() {
             return Pick::Starting;
         }
-        let usable = |p: &Pool| p.backends.iter().any(|b| !skip.contains(&b.addr));
-        let candidates: Vec<(&SetRoutes, &Pool)> = routes
-            .sets
-            .iter()
-            .filter(|s| s.weight > 0)
-            .filter_map(|s| s.services.get(service).map(|p| (s, p)))
-            .collect();
-        if candidates.is_empty() {
+        // The sets that have the service, with a backend not yet tried, and a share. Walked
+        // twice rather than collected: this runs for every request.
+        let live = || {
+            routes
+                .sets
+                .iter()
+                .filter(|s| s.weight > 0)
+                .filter_map(|s| s.services.get(service).map(|p| (s.weight, p)))
+        };
+        if live().next().is_none() {
             return Pick::NoService;
         }
-        let live: Vec<&(&SetRoutes, &Pool)> =
-            candidates.iter().filter(|(_, p)| usable(p)).collect();
-        let total: u64 = live.iter().map(|(s, _)| u64::from(s.weight)).sum();
+        let usable = |p: &&Pool| p.backends.iter().any(|b| !skip.contains(&b.addr));
+        let total: u64 = live()
+            .filter(|(_, p)| usable(p))
+            .map(|(w, _)| u64::from(w))
+            .sum();
         if total == 0 {
             return Pick::NoBackend;
         }
         let mut ticket = routes.next.fetch_add(1, Ordering::Relaxed) as u64 % total;
-        let mut chosen = live[0].1;
-        for (s, p) in &live {
-            if ticket < u64::from(s.weight) {
-                chosen = p;
-                break;
+        let Some(chosen) = live().filter(|(_, p)| usable(p)).find_map(|(w, p)| {
+            if ticket < u64::from(w) {
+                Some(p)
+            } else {
+                ticket -= u64::from(w);
+                None
             }
-            ticket -= u64::from(s.weight);
-        }
+        }) else {
+            return Pick::NoBackend;
+        };
         let n = chosen.backends.len();
         for _ in 0..n {
             let i = chosen.next.fetch_add(1, Ordering::Relaxed) % n;
