@@ -12,6 +12,10 @@ use tokio::net::TcpListener;
 
 const RELEASES: usize = 10_000;
 const PAGE: &str = "/apps/bench/releases";
+/// The second app: as many releases, with an environment of this many variables.
+const WIDE_VARS: usize = 200;
+const WIDE_PAGE: &str = "/apps/wide/releases";
+const WIDE_API: &str = "/api/v1/apps/wide/releases";
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// wrk's settings: two threads (the machine's cores are shared with the server), 32
@@ -49,6 +53,8 @@ fn wrk(url: &str, token: &str) -> Load {
     }
 }
 
+/// Seeds `bench` (10,000 releases, one variable) and `wide` (10,000 releases, 200 variables);
+/// returns how long `bench` took.
 async fn seed(data_dir: &std::path::Path) -> Duration {
     let router = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let engine = engine::Engine::start(
@@ -72,13 +78,37 @@ async fn seed(data_dir: &std::path::Path) -> Duration {
             .expect("env change");
     }
     let took = start.elapsed();
+    let wide = engine::AppName::parse("wide").expect("name");
+    engine.create_app(&wide, &actor).await.expect("app");
+    let vars = (0..WIDE_VARS).map(|i| format!("SETTING_{i:03}=value-{i}-of-a-typical-config-var"));
+    let change = engine::EnvChange::set_from_args(vars).expect("change");
+    engine
+        .change_env(&wide, &change, None, None, &actor)
+        .await
+        .expect("env change");
+    for i in 1..RELEASES {
+        let change =
+            engine::EnvChange::set_from_args([format!("SETTING_{:03}=round-{i}", i % WIDE_VARS)])
+                .expect("change");
+        engine
+            .change_env(&wide, &change, None, None, &actor)
+            .await
+            .expect("env change");
+    }
     engine.shutdown().await;
     took
 }
 
-/// Serves the seeded data dir with the given page cache, loads the Releases page with wrk,
-/// and stops. Returns the load and the page.
-async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, String) {
+/// The real server on the seeded data dir, with a signed-in API token.
+struct Served {
+    addr: std::net::SocketAddr,
+    token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), server::Error>>,
+}
+
+/// Serves the seeded data dir with the given page cache.
+async fn serve(data_dir: &std::path::Path, page_cache_ms: u64) -> Served {
     let mut config = server::Config::on_loopback(data_dir.to_path_buf(), ADMIN_PASSWORD);
     config.page_cache_ms = page_cache_ms;
     let listener = TcpListener::bind(config.listen).await.expect("bind");
@@ -90,9 +120,8 @@ async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, 
         })
         .await
     });
-    let url = format!("http://{addr}{PAGE}");
-    let client = reqwest::Client::new();
     // Every request is signed in (an API token), as a real user's are.
+    let client = reqwest::Client::new();
     let mut token = String::new();
     for _ in 0..100 {
         let res = client
@@ -107,26 +136,40 @@ async fn load_console(data_dir: &std::path::Path, page_cache_ms: u64) -> (Load, 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let page = client
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    assert!(
-        page.contains("data-release="),
-        "the Releases page did not render"
-    );
-    // wrk blocks: run it off the runtime so the server keeps running.
-    let load = tokio::task::spawn_blocking(move || wrk(&url, &token))
-        .await
-        .expect("wrk");
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
-    (load, page)
+    Served {
+        addr,
+        token,
+        stop,
+        server,
+    }
+}
+
+impl Served {
+    /// `GET path` once (the answer, which must contain `expect`), then under wrk's load.
+    async fn load(&self, path: &str, expect: &str) -> (Load, String) {
+        let url = format!("http://{}{path}", self.addr);
+        let body = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        assert!(body.contains(expect), "{path} did not answer {expect:?}");
+        // wrk blocks: run it off the runtime so the server keeps running.
+        let token = self.token.clone();
+        let load = tokio::task::spawn_blocking(move || wrk(&url, &token))
+            .await
+            .expect("wrk");
+        (load, body)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.server).await;
+    }
 }
 
 #[tokio::main]
@@ -136,8 +179,14 @@ async fn main() {
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let seeded_in = seed(&data_dir).await;
 
-    let (uncached, page) = load_console(&data_dir, 0).await;
-    let (cached, _) = load_console(&data_dir, 1000).await;
+    let served = serve(&data_dir, 0).await;
+    let (uncached, page) = served.load(PAGE, "data-release=").await;
+    let (wide_page, wide_html) = served.load(WIDE_PAGE, "data-release=").await;
+    let (wide_api, wide_json) = served.load(WIDE_API, "\"releases\"").await;
+    served.stop().await;
+    let served = serve(&data_dir, 1000).await;
+    let (cached, _) = served.load(PAGE, "data-release=").await;
+    served.stop().await;
 
     // A bare axum handler answering a page of the same size.
     let same_size = "x".repeat(page.len());
@@ -156,7 +205,9 @@ async fn main() {
         .await
         .expect("wrk");
     assert!(
-        !uncached.non_2xx && !cached.non_2xx && !bare.non_2xx,
+        [&uncached, &cached, &bare, &wide_page, &wide_api]
+            .iter()
+            .all(|l| !l.non_2xx),
         "non-2xx answers during the load"
     );
 
@@ -189,4 +240,21 @@ async fn main() {
         ratio(&cached),
         if ratio(&cached) >= 0.5 { "✅" } else { "❌" }
     );
+    println!("\n## Lists with {RELEASES} releases of {WIDE_VARS} variables\n");
+    println!("Command: same run; `wide` has {RELEASES} releases whose environment has {WIDE_VARS} variables; each list is its newest 50, rendered every time (`--page-cache-ms 0`).\n");
+    println!("| list | bytes | requests/s | p50 | p99 |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, bytes, l) in [
+        (format!("`GET {WIDE_API}`"), wide_json.len(), &wide_api),
+        (
+            format!("`GET {WIDE_PAGE}` (Console)"),
+            wide_html.len(),
+            &wide_page,
+        ),
+    ] {
+        println!(
+            "| {name} | {bytes} | {:.0} | {} | {} |",
+            l.requests_per_sec, l.p50, l.p99
+        );
+    }
 }
