@@ -150,8 +150,10 @@ pub fn LiveRegion(app: Option<String>, id: String, children: Children) -> impl I
             view! { <p class=class role=role data-testid=o.testid>{o.message}</p> }
         })
     };
+    // Opening a Promote confirmation fetches what it would change (`PromoteConfirm`).
+    let on_click = move |ev: leptos::ev::MouseEvent| browser::opening_details(&ev);
     view! {
-        <div class="live-region" on:submit=on_submit>
+        <div class="live-region" on:submit=on_submit on:click=on_click>
             {notice}
             <div id=id>{children()}</div>
         </div>
@@ -250,10 +252,58 @@ mod browser {
 
     /// The region's HTML in a freshly rendered copy of the current page.
     pub async fn fetch_region(id: &str) -> Option<String> {
-        let url = window().location().href().ok()?;
+        fetch_fragment(&window().location().href().ok()?, id).await
+    }
+
+    /// When `ev` is a click that opens a `<details>` with a list to fill from another page
+    /// (`<ul data-changes-from=URL>`), fills it.
+    pub fn opening_details(ev: &web_sys::MouseEvent) {
+        let Some(target) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        let Some(details) = target
+            .closest("details > summary")
+            .ok()
+            .flatten()
+            .and_then(|summary| summary.parent_element())
+        else {
+            return;
+        };
+        // The click toggles it after this handler: open now means it is being closed.
+        if !details.has_attribute("open") {
+            fill_changes(&details);
+        }
+    }
+
+    /// Replaces the content of the list in `details` that says where its items are
+    /// (`data-changes-from`: a page whose `#changes` has them), once.
+    fn fill_changes(details: &web_sys::Element) {
+        let Ok(Some(list)) = details.query_selector("ul[data-changes-from]") else {
+            return;
+        };
+        let Some(url) = list.get_attribute("data-changes-from") else {
+            return;
+        };
+        let _ = list.remove_attribute("data-changes-from");
+        leptos::task::spawn_local(async move {
+            match fetch_fragment(&url, "changes").await {
+                Some(html) => list.set_inner_html(&html),
+                // Keep the link; try again on the next opening.
+                None => {
+                    let _ = list.set_attribute("data-changes-from", &url);
+                }
+            }
+        });
+    }
+
+    /// The inner HTML of the element `id` in the page at `url`.
+    async fn fetch_fragment(url: &str, id: &str) -> Option<String> {
         let init = web_sys::RequestInit::new();
         init.set_method("GET");
-        let (ok, html) = fetch(&url, &init).await.ok()?;
+        let (ok, html) = fetch(url, &init).await.ok()?;
         if !ok {
             return None;
         }
@@ -287,6 +337,7 @@ mod browser {
         for key in open {
             if let Ok(Some(e)) = region.query_selector(&format!("details[data-keep=\"{key}\"]")) {
                 let _ = e.set_attribute("open", "");
+                fill_changes(&e);
             }
         }
     }
@@ -315,6 +366,8 @@ mod browser {
     pub async fn fetch_region(_: &str) -> Option<String> {
         None
     }
+
+    pub fn opening_details(_: &leptos::ev::MouseEvent) {}
 
     pub fn replace_region(_: &str, _: &str) {}
 }

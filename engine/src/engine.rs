@@ -498,7 +498,15 @@ impl Engine {
         self.inner.store.newest_release(app).await
     }
 
-    /// Releases newest first; pass the last `seq` seen as `before_seq` for the next page.
+    /// The releases of `app` among `ids`, with their environments (unknown IDs are left out),
+    /// in one query.
+    pub async fn releases_among(&self, app: &AppName, ids: &[ReleaseId]) -> Result<Vec<Release>> {
+        self.inner.store.app(app).await?;
+        self.inner.store.releases_among(app, ids).await
+    }
+
+    /// Releases newest first, as summaries (no environments); pass the last `seq` seen as
+    /// `before_seq` for the next page.
     pub async fn list_releases(
         &self,
         app: &AppName,

@@ -37,7 +37,9 @@ impl Store {
     /// applies the embedded migrations. A failed migration is an error, never ignored.
     pub async fn open(url: &str) -> Result<Store> {
         let (read, write) = sqlite::open(url).await?;
-        Ok(Store { read, write })
+        let store = Store { read, write };
+        store.backfill_env_changes().await?;
+        Ok(store)
     }
 
     pub async fn close(&self) {

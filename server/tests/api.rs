@@ -348,8 +348,32 @@ async fn builds_releases_promote_and_rollback() {
     assert_eq!(releases[1]["active"], true);
     assert_eq!(releases[1]["promoted_by"], "admin");
     assert_eq!(releases[1]["last_promotion"]["id"], json!(p1));
-    assert_eq!(releases[1]["env"], json!({ "GREETING": "****" }));
+    // A list carries summaries: which keys each release changed, no environment ...
+    assert_eq!(releases[1].get("env"), None, "{body}");
+    assert_eq!(
+        releases[0]["env_changes"],
+        json!({ "added": [], "changed": ["GREETING"], "removed": [] })
+    );
+    assert_eq!(releases[1]["same_env_as_active"], true);
+    assert_eq!(releases[0]["same_env_as_active"], false);
     assert_eq!(releases[0]["status"], "");
+    // ... unless asked for, and then masked.
+    let (status, with_env) = app.api_get("/apps/hello/releases?include=env").await;
+    assert_eq!(status, 200, "{with_env}");
+    assert_eq!(
+        with_env["releases"][1]["env"],
+        json!({ "GREETING": "****" })
+    );
+    assert_eq!(
+        with_env["releases"][0]["env"],
+        json!({ "GREETING": "****" })
+    );
+    let (status, refused) = app.api_get("/apps/hello/releases?include=secrets").await;
+    assert_eq!(
+        (status, error_of(&refused).0),
+        (400, "invalid"),
+        "{refused}"
+    );
     assert_eq!(body["next_before"], Value::Null);
     let (_, page1) = app.api_get("/apps/hello/releases?limit=2").await;
     assert_eq!(page1["releases"].as_array().map(Vec::len), Some(2));

@@ -111,6 +111,26 @@ impl TestApp {
         }
     }
 
+    /// Waits (bounded) until no promotion of `app` runs: a promotion stays running after
+    /// its release became active until the old processes are gone, and another promote is
+    /// refused until then.
+    async fn wait_settled(&self, app: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = self
+                .get_json(&format!("/api/v1/apps/{app}/promotions?limit=1"))
+                .await;
+            if list["promotions"][0]["state"] != "running" {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a promotion of {app} never ended: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn call(&self, path: &str, form: &str) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -148,6 +168,7 @@ async fn deploy_the_example_then_promote_an_older_release_without_javascript() {
     let r2 = ids[0].clone();
     let page = app.wait_for_status("hello", &r2, "active").await;
     assert_eq!(status_of(&page, &r1).as_deref(), Some(""));
+    app.wait_settled("hello").await;
     assert!(
         page.contains(&format!("aria-label=\"Promote {r1}\"")),
         "no Promote on {r1}"
@@ -177,6 +198,33 @@ async fn deploy_the_example_then_promote_an_older_release_without_javascript() {
     let location = res.headers()["location"].to_str().expect("location");
     assert!(location.starts_with(&referer), "{location}");
     app.wait_for_status("hello", &r1, "active").await;
+
+    // A release with another environment: its confirmation on the list says the environment
+    // differs and links to the release's page, which says which variables (the list never
+    // diffs environments; with JavaScript the confirmation fetches that list when opened).
+    let res = app
+        .client
+        .post(app.url("/api/v1/apps/hello/env"))
+        .json(&serde_json::json!({ "set": { "NEW_SETTING": "on" } }))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(res.status().as_u16(), 201);
+    let (_, page) = app.get("/apps/hello/releases").await;
+    let r3 = release_ids(&page)[0].clone();
+    let release_page = format!("/apps/hello/releases/{r3}");
+    assert!(
+        page.contains(&format!("data-changes-from=\"{release_page}\""))
+            && page.contains(&format!("href=\"{release_page}#diff-title\"")),
+        "{page}"
+    );
+    let (_, detail) = app.get(&release_page).await;
+    let changes = detail
+        .split("id=\"changes\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .expect("the release page lists the changes");
+    assert!(changes.contains("add:NEW_SETTING"), "{changes}");
 
     // Bad input comes back as a readable error.
     let res = app

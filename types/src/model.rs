@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::env::Environment;
+use crate::env::{EnvDiff, Environment};
 use crate::ids::{BuildId, PromotionId, ReleaseId};
 use crate::names::AppName;
 
@@ -73,19 +73,9 @@ impl Release {
     /// `build B… → B…`, then the environment's keys as `add:K`, `change:K`, `remove:K`
     /// (never values). Empty when nothing differs.
     pub fn changes_from(&self, active: &Release) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.build != active.build {
-            let name = |b: &Option<BuildId>| {
-                b.as_ref()
-                    .map(|b| b.to_string())
-                    .unwrap_or_else(|| "none".into())
-            };
-            out.push(format!(
-                "build {} → {}",
-                name(&active.build),
-                name(&self.build)
-            ));
-        }
+        let mut out: Vec<String> = build_change(active.build.as_ref(), self.build.as_ref())
+            .into_iter()
+            .collect();
         let diff = active.env.diff(&self.env);
         for (word, keys) in [
             ("add", &diff.added),
@@ -98,10 +88,33 @@ impl Release {
     }
 }
 
+/// `build B… → B…` when promoting a release of build `new` over one of build `old` changes
+/// the build.
+fn build_change(old: Option<&BuildId>, new: Option<&BuildId>) -> Option<String> {
+    let name = |b: Option<&BuildId>| b.map(|b| b.to_string()).unwrap_or_else(|| "none".into());
+    (old != new).then(|| format!("build {} → {}", name(old), name(new)))
+}
+
+/// A release without its environment, as lists carry it: what it is, who made it and which
+/// variables it changed against the release before it (keys only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    pub id: ReleaseId,
+    pub app: AppName,
+    pub build: Option<BuildId>,
+    pub description: String,
+    pub rollback_of: Option<ReleaseId>,
+    pub created_at: Millis,
+    pub created_by: String,
+    /// The keys added, changed and removed against the app's previous release (against an
+    /// empty environment for the first).
+    pub env_changes: EnvDiff,
+}
+
 /// A release as the Releases list shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseListItem {
-    pub release: Release,
+    pub release: ReleaseSummary,
     /// Position in the app's history (1 = first); the keyset for paging.
     pub seq: i64,
     pub active: bool,
@@ -109,9 +122,19 @@ pub struct ReleaseListItem {
     pub last_promotion: Option<Promotion>,
     /// Who last promoted this release successfully.
     pub promoted_by: Option<String>,
+    /// Whether its environment is the active release's (false when no release is active).
+    pub same_env_as_active: bool,
 }
 
 impl ReleaseListItem {
+    /// The build line of what promoting it would change compared with the active release
+    /// (whose build is `active_build`); `None` when the builds are the same. Which variables
+    /// would change takes the two environments ([`Release::changes_from`]); a list only knows
+    /// whether there are any ([`ReleaseListItem::same_env_as_active`]).
+    pub fn build_change(&self, active_build: Option<&BuildId>) -> Option<String> {
+        build_change(active_build, self.release.build.as_ref())
+    }
+
     /// The STATUS column: `active` for the active release, else what its newest promotion
     /// says (`promoting`, `rolled back: <reason>`, ...), else empty, as in `convox releases`.
     pub fn status(&self) -> String {

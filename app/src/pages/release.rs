@@ -203,7 +203,7 @@ fn ReleaseView(detail: ReleaseDetail) -> impl IntoView {
         view! {
             <section class="card" aria-labelledby="diff-title" data-testid="diff">
                 <h2 id="diff-title">"Compared with the active release " <code>{active}</code></h2>
-                <ul class="diff">
+                <ul class="diff" id="changes">
                     {changes.into_iter().map(|k| view! { <li><code>{k}</code></li> }).collect_view()}
                     {same}
                 </ul>

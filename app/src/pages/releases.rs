@@ -28,8 +28,10 @@ pub struct ReleaseRow {
     pub created_by: String,
     pub promoted_by: Option<String>,
     pub description: String,
-    /// What promoting it would change compared with the active release.
-    pub changes: Vec<String>,
+    /// What promoting it would change compared with the active release, as far as the list
+    /// knows: the build (`build B… → B…`), and whether the environment differs.
+    pub build_change: Option<String>,
+    pub env_differs: bool,
 }
 
 impl ReleaseRow {
@@ -75,9 +77,13 @@ pub mod ssr {
         before: Option<i64>,
     ) -> Result<ReleasesPage, engine::Error> {
         let items = engine.list_releases(app, before, PAGE_SIZE + 1).await?;
-        let active = match engine.app(app).await?.active_release {
-            Some(id) => Some(engine.release(app, &id).await?),
+        // The active release's build: from the page when the active release is on it.
+        let active_build = match engine.app(app).await?.active_release {
             None => None,
+            Some(id) => Some(match items.iter().find(|i| i.release.id == id) {
+                Some(i) => i.release.build.clone(),
+                None => engine.release(app, &id).await?.build,
+            }),
         };
         let now = engine::now_ms();
         let more = items.len() > PAGE_SIZE as usize;
@@ -95,10 +101,10 @@ pub mod ssr {
                 created_by: i.release.created_by.clone(),
                 promoted_by: i.promoted_by.clone(),
                 description: i.release.description.clone(),
-                changes: active
+                build_change: active_build
                     .as_ref()
-                    .map(|a| i.release.changes_from(a))
-                    .unwrap_or_default(),
+                    .and_then(|b| i.build_change(b.as_ref())),
+                env_differs: active_build.is_some() && !i.same_env_as_active,
             })
             .collect();
         let next_before = if more {
@@ -202,25 +208,37 @@ fn ReleasesContent(page: ReleasesPage) -> impl IntoView {
 }
 
 /// Promote with a confirmation that says what will change. Native `<details>`, so it works
-/// without JavaScript too.
+/// without JavaScript too. The list knows the build line and whether the environment differs;
+/// which variables differ is on the release's page (`#changes`), which the live region
+/// fetches into the confirmation when it is opened (without JavaScript: a link to it). So a
+/// page of releases never diffs environments.
 #[component]
-fn PromoteConfirm(app: String, release: String, changes: Vec<String>) -> impl IntoView {
-    let changes = if changes.is_empty() {
-        view! { <li>"nothing: same build and environment"</li> }.into_any()
-    } else {
-        changes
-            .into_iter()
-            .map(|c| view! { <li><code>{c}</code></li> })
-            .collect_view()
-            .into_any()
-    };
+fn PromoteConfirm(
+    app: String,
+    release: String,
+    build_change: Option<String>,
+    env_differs: bool,
+) -> impl IntoView {
+    let page = format!("/apps/{app}/releases/{release}");
+    let env = env_differs.then(|| {
+        view! {
+            <li class="env-differs">
+                "the environment: "
+                <a href=format!("{page}#diff-title")>"see which variables"</a>
+            </li>
+        }
+    });
+    let nothing = (build_change.is_none() && !env_differs)
+        .then(|| view! { <li>"nothing: same build and environment"</li> });
+    let build = build_change.map(|c| view! { <li><code>{c}</code></li> });
     let label = format!("Promote {release}");
+    let changes_from = env_differs.then_some(page);
     view! {
         <details class="confirm" data-keep=format!("promote-{release}")>
             <summary class="button">"Promote…"</summary>
             <div class="confirm-body">
                 <p>"Compared with the active release:"</p>
-                <ul>{changes}</ul>
+                <ul class="diff" data-changes-from=changes_from>{build}{env}{nothing}</ul>
                 <form
                     method="post"
                     action=PromoteRelease::url()
@@ -294,7 +312,7 @@ fn ReleasesTable(page: ReleasesPage) -> impl IntoView {
                                     <td>{r.description.clone()}</td>
                                     <td>
                                         {can_promote.then(move || view! {
-                                            <PromoteConfirm app=app.clone() release=rid.clone() changes=r.changes.clone() />
+                                            <PromoteConfirm app=app.clone() release=rid.clone() build_change=r.build_change.clone() env_differs=r.env_differs />
                                         })}
                                     </td>
                                 </tr>

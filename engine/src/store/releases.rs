@@ -6,7 +6,7 @@ use super::promotions::promotion_from_row;
 use super::sqlite::{Db, DbRow};
 use super::{LockedApp, Store, UnitOfWork};
 use crate::auth::AuditEntry;
-use crate::env::Environment;
+use crate::env::{EnvDiff, Environment};
 use crate::error::{Error, Result};
 use crate::ids::{BuildId, ReleaseId};
 use crate::model::*;
@@ -39,6 +39,31 @@ fn env_from_json(s: &str) -> Result<Environment> {
 
 fn env_to_json(env: &Environment) -> Result<String> {
     serde_json::to_string(env).map_err(|e| Error::Internal(format!("environment to JSON: {e}")))
+}
+
+fn diff_to_json(diff: &EnvDiff) -> Result<String> {
+    serde_json::to_string(diff).map_err(|e| Error::Internal(format!("env changes to JSON: {e}")))
+}
+
+fn diff_from_json(s: &str) -> Result<EnvDiff> {
+    serde_json::from_str(s).map_err(|e| Error::Internal(format!("bad env changes JSON: {e}")))
+}
+
+/// The columns of a release without its environment ([`summary_from_row`]).
+const SUMMARY_COLS: &str = "r.id, r.seq, r.build_id, r.description, r.rollback_of, r.created_at, r.created_by, r.env_changes, a.name AS app_name";
+
+fn summary_from_row(row: &DbRow) -> Result<ReleaseSummary> {
+    Ok(ReleaseSummary {
+        id: parse_col(row, "id", ReleaseId::parse)?,
+        app: parse_col(row, "app_name", AppName::parse)?,
+        build: parse_opt(row, "build_id", BuildId::parse)?,
+        description: row.try_get("description")?,
+        rollback_of: parse_opt(row, "rollback_of", ReleaseId::parse)?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        // Filled on insert, and for older rows when the store opens.
+        env_changes: parse_opt(row, "env_changes", diff_from_json)?.unwrap_or_default(),
+    })
 }
 
 pub(super) const RELEASE_COLS: &str = "r.id, r.seq, r.build_id, r.env, r.description, r.rollback_of, r.created_at, r.created_by, a.name AS app_name";
@@ -113,15 +138,20 @@ impl UnitOfWork {
         r: &NewRelease<'_>,
     ) -> Result<Release> {
         let now = self.now();
+        let changes = match &app.newest {
+            Some(previous) => previous.env.diff(r.env),
+            None => Environment::default().diff(r.env),
+        };
         sqlx::query(
-            "INSERT INTO releases (id, app_id, seq, build_id, env, description, rollback_of, created_at, created_by)
-             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE app_id = ?), ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases (id, app_id, seq, build_id, env, env_changes, description, rollback_of, created_at, created_by)
+             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE app_id = ?), ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(r.id.as_str())
         .bind(app.id)
         .bind(app.id)
         .bind(r.build.map(|b| b.as_str()))
         .bind(env_to_json(r.env)?)
+        .bind(diff_to_json(&changes)?)
         .bind(r.description)
         .bind(r.rollback_of.map(|b| b.as_str()))
         .bind(now)
@@ -214,7 +244,9 @@ impl Store {
         .transpose()
     }
 
-    /// Releases newest first, `limit` of them, older than `before_seq` when given (keyset paging).
+    /// Releases newest first, `limit` of them, older than `before_seq` when given (keyset
+    /// paging), as summaries: no environments are read. Their newest promotion comes without
+    /// its failed output (the promotion itself has it).
     pub async fn list_releases(
         &self,
         app: &AppName,
@@ -223,14 +255,16 @@ impl Store {
     ) -> Result<Vec<ReleaseListItem>> {
         let app_id = self.app_id(app).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {RELEASE_COLS}, (a.active_release_id = r.id) AS is_active,
+            "SELECT {SUMMARY_COLS}, (a.active_release_id = r.id) AS is_active,
+                    (act.env IS NOT NULL AND act.env = r.env) AS same_env,
                     lp.id AS lp_id, lp.release_id AS lp_release_id, lp.previous_release_id AS lp_previous_release_id,
-                    lp.actor AS lp_actor, lp.state AS lp_state, lp.reason AS lp_reason, lp.failed_output AS lp_failed_output,
+                    lp.actor AS lp_actor, lp.state AS lp_state, lp.reason AS lp_reason, NULL AS lp_failed_output,
                     lp.deadline_ms AS lp_deadline_ms, lp.started_at AS lp_started_at, lp.finished_at AS lp_finished_at,
                     (SELECT p2.actor FROM promotions p2 WHERE p2.release_id = r.id AND p2.state = 'active'
                        ORDER BY p2.started_at DESC LIMIT 1) AS promoted_by
              FROM releases r
              JOIN apps a ON a.id = r.app_id
+             LEFT JOIN releases act ON act.id = a.active_release_id
              LEFT JOIN promotions lp ON lp.id = (SELECT p.id FROM promotions p WHERE p.release_id = r.id
                                                  ORDER BY p.started_at DESC LIMIT 1)
              WHERE r.app_id = ? AND r.seq < ?
@@ -246,7 +280,7 @@ impl Store {
             .map(|row| {
                 let lp_id: Option<String> = row.try_get("lp_id")?;
                 Ok(ReleaseListItem {
-                    release: release_from_row(row)?,
+                    release: summary_from_row(row)?,
                     seq: row.try_get("seq")?,
                     active: row
                         .try_get::<Option<bool>, _>("is_active")?
@@ -256,9 +290,51 @@ impl Store {
                         None => None,
                     },
                     promoted_by: row.try_get("promoted_by")?,
+                    same_env_as_active: row
+                        .try_get::<Option<bool>, _>("same_env")?
+                        .unwrap_or(false),
                 })
             })
             .collect()
+    }
+
+    /// Fills `env_changes` of the releases made before it was recorded (migration 0005):
+    /// app by app, in order, each release's environment against the one before it, in one
+    /// transaction per app. Nothing to do (one query) once every row has it.
+    pub(crate) async fn backfill_env_changes(&self) -> Result<()> {
+        let apps: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT app_id FROM releases WHERE env_changes IS NULL")
+                .fetch_all(&self.read)
+                .await?;
+        for app_id in apps {
+            let mut uow = self.begin().await?;
+            let mut previous = Environment::default();
+            let mut after = 0i64;
+            loop {
+                let rows = sqlx::query(
+                    "SELECT id, seq, env, env_changes FROM releases WHERE app_id = ? AND seq > ? ORDER BY seq LIMIT 500",
+                )
+                .bind(app_id)
+                .bind(after)
+                .fetch_all(&mut *uow.conn())
+                .await?;
+                let Some(last) = rows.last() else { break };
+                after = last.try_get("seq")?;
+                for row in &rows {
+                    let env = parse_col(row, "env", env_from_json)?;
+                    if row.try_get::<Option<String>, _>("env_changes")?.is_none() {
+                        sqlx::query("UPDATE releases SET env_changes = ? WHERE id = ?")
+                            .bind(diff_to_json(&previous.diff(&env))?)
+                            .bind(row.try_get::<String, _>("id")?)
+                            .execute(&mut *uow.conn())
+                            .await?;
+                    }
+                    previous = env;
+                }
+            }
+            uow.commit().await?;
+        }
+        Ok(())
     }
 
     pub async fn list_builds(&self, app: &AppName, limit: u32) -> Result<Vec<Build>> {

@@ -302,3 +302,84 @@ async fn a_second_running_promotion_is_refused_and_nothing_of_its_unit_of_work_i
     );
     assert_eq!(count(&store, "promotions").await, 1);
 }
+
+/// The keys a list reports as changed against the previous release.
+fn changed(item: &crate::model::ReleaseListItem) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let keys = |k: &[crate::env::EnvKey]| k.iter().map(|k| k.to_string()).collect();
+    let c = &item.release.env_changes;
+    (keys(&c.added), keys(&c.changed), keys(&c.removed))
+}
+
+#[tokio::test]
+async fn lists_carry_each_release_s_changes_against_the_previous_one_and_no_environment() {
+    let db = Db::new();
+    let store = db.open().await;
+    create_app(&store).await;
+    let first = release(&store, &Base::Any, &env(&[("A", "1"), ("B", "2")]))
+        .await
+        .unwrap();
+    release(
+        &store,
+        &Base::Any,
+        &env(&[("A", "1"), ("B", "3"), ("C", "4")]),
+    )
+    .await
+    .unwrap();
+    release(&store, &Base::Any, &env(&[("B", "3"), ("C", "4")]))
+        .await
+        .unwrap();
+    let list = store.list_releases(&app(), None, 10).await.unwrap();
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(changed(&list[2]), (s(&["A", "B"]), s(&[]), s(&[])));
+    assert_eq!(changed(&list[1]), (s(&["C"]), s(&["B"]), s(&[])));
+    assert_eq!(changed(&list[0]), (s(&[]), s(&[]), s(&["A"])));
+    // Nothing is active yet: no environment is the active one's.
+    assert!(list.iter().all(|i| !i.same_env_as_active));
+
+    // With the first release active, a release of the same environment says so.
+    let mut uow = store.begin().await.unwrap();
+    let app_row = uow.lock_app(&app()).await.unwrap();
+    sqlx::query("UPDATE apps SET active_release_id = ? WHERE id = ?")
+        .bind(first.id.as_str())
+        .bind(app_row.id)
+        .execute(&mut *uow.conn())
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let same = release(&store, &Base::Any, &env(&[("A", "1"), ("B", "2")]))
+        .await
+        .unwrap();
+    let list = store.list_releases(&app(), None, 10).await.unwrap();
+    let by_id = |id: &ReleaseId| list.iter().find(|i| &i.release.id == id).unwrap();
+    assert!(by_id(&first.id).same_env_as_active && by_id(&first.id).active);
+    assert!(by_id(&same.id).same_env_as_active && !by_id(&same.id).active);
+    assert_eq!(list.iter().filter(|i| i.same_env_as_active).count(), 2);
+}
+
+#[tokio::test]
+async fn releases_made_before_changes_were_recorded_get_them_when_the_store_opens() {
+    let db = Db::new();
+    let store = db.open().await;
+    create_app(&store).await;
+    for e in [
+        env(&[("A", "1")]),
+        env(&[("A", "2"), ("B", "1")]),
+        env(&[("B", "1")]),
+    ] {
+        release(&store, &Base::Any, &e).await.unwrap();
+    }
+    let recorded = store.list_releases(&app(), None, 10).await.unwrap();
+    // As a database from before migration 0005 has them.
+    sqlx::query("UPDATE releases SET env_changes = NULL")
+        .execute(&store.write)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = db.open().await;
+    let filled = store.list_releases(&app(), None, 10).await.unwrap();
+    assert_eq!(filled, recorded);
+    assert_eq!(
+        changed(&filled[1]),
+        (vec!["B".to_string()], vec!["A".to_string()], vec![])
+    );
+}

@@ -288,13 +288,20 @@ const MASK: &str = "****";
 fn release_json(release: &engine::Release, reveal: bool) -> ApiResult<Value> {
     let mut value = to_json(release)?;
     if !reveal {
-        if let Some(Value::Object(env)) = value.get_mut("env") {
-            for v in env.values_mut() {
-                *v = Value::String(MASK.into());
-            }
+        if let Value::Object(map) = &mut value {
+            map.insert("env".into(), masked_env(&release.env));
         }
     }
     Ok(value)
+}
+
+/// An environment with every value masked: its keys, each with `****`.
+fn masked_env(env: &engine::Environment) -> Value {
+    Value::Object(
+        env.iter()
+            .map(|(k, _)| (k.to_string(), Value::String(MASK.into())))
+            .collect(),
+    )
 }
 
 /// Fires once the server starts shutting down, so that endless responses (event streams)

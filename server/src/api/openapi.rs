@@ -168,7 +168,9 @@ pub fn document() -> Value {
                 "get": op("List releases, newest first",
                     vec![app(), limit_param("Page size (default 50, max 1000)"),
                          json!({"name": "before", "in": "query", "required": false, "description": "The next_before of the previous page",
-                             "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}})],
+                             "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}),
+                         json!({"name": "include", "in": "query", "required": false, "description": "`env`: each release with its environment (values masked)",
+                             "schema": {"type": "string", "enum": ["env"]}})],
                     None, "200", ok("A page of releases", json!({"type": "object", "properties": {
                         "releases": {"type": "array", "items": schema("ReleaseListItem")},
                         "next_before": {"type": ["integer", "null"]}}}))),
@@ -314,10 +316,24 @@ pub fn document() -> Value {
                 "env": {"type": "object", "additionalProperties": {"type": "string"}},
                 "description": {"type": "string"}, "rollback_of": {"type": ["string", "null"]},
                 "created_at": {"type": "integer"}, "created_by": {"type": "string"}}},
-            "ReleaseListItem": {"allOf": [schema("Release"), {"type": "object", "properties": {
+            "EnvChanges": {"type": "object", "description": "Keys only, never values",
+                "required": ["added", "changed", "removed"], "properties": {
+                "added": {"type": "array", "items": {"type": "string"}},
+                "changed": {"type": "array", "items": {"type": "string"}},
+                "removed": {"type": "array", "items": {"type": "string"}}}},
+            "ReleaseListItem": {"type": "object", "description": "A release in a list: no environment unless `include=env`",
+                "required": ["id", "app", "build", "description", "rollback_of", "created_at", "created_by", "env_changes",
+                             "seq", "status", "active", "same_env_as_active", "promoted_by", "last_promotion"],
+                "properties": {
+                "id": {"type": "string"}, "app": {"type": "string"}, "build": {"type": ["string", "null"]},
+                "description": {"type": "string"}, "rollback_of": {"type": ["string", "null"]},
+                "created_at": {"type": "integer"}, "created_by": {"type": "string"},
+                "env_changes": {"allOf": [schema("EnvChanges")], "description": "What it changed against the app's previous release (the first: against nothing)"},
                 "seq": {"type": "integer"}, "status": {"type": "string"}, "active": {"type": "boolean"},
+                "same_env_as_active": {"type": "boolean", "description": "Its environment is the active release's"},
                 "promoted_by": {"type": ["string", "null"]},
-                "last_promotion": {"oneOf": [schema("Promotion"), {"type": "null"}]}}}]},
+                "last_promotion": {"oneOf": [schema("Promotion"), {"type": "null"}], "description": "Its newest promotion; failed_output is null here (see the promotion itself)"},
+                "env": {"type": "object", "additionalProperties": {"type": "string", "const": "****"}, "description": "With include=env only: the keys, values masked"}}},
             "Promotion": {"type": "object", "properties": {
                 "id": {"type": "string"}, "app": {"type": "string"}, "release": {"type": "string"},
                 "previous_release": {"type": ["string", "null"]}, "actor": {"type": "string"},

@@ -5,10 +5,14 @@ use axum::{extract::State, http::StatusCode, Json};
 use engine::{BuildId, Environment, NewRelease, PromoteOptions, ReleaseId};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use super::{
-    app_name, release_json, to_json, ApiJson, ApiPath, ApiQuery, ApiResult, ApiRoute, Who,
+    app_name, masked_env, release_json, to_json, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult,
+    ApiRoute, Who,
 };
 
 pub(super) fn routes() -> Vec<ApiRoute> {
@@ -28,42 +32,55 @@ pub(super) const DEFAULT_LIMIT: u32 = 50;
 struct ListQuery {
     limit: Option<u32>,
     before: Option<i64>,
+    /// `env`: each release with its (masked) environment too.
+    include: Option<String>,
 }
 
+/// A page of releases as summaries: what each is and which keys it changed against the one
+/// before it; the environment itself (masked) only with `?include=env`.
 async fn list(
-    who: Who,
     State(engine): State<engine::Engine>,
     ApiPath(app): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    let app = app_name(&app)?;
+    let with_env = match q.include.as_deref() {
+        None => false,
+        Some("env") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "include",
+                format!("`{other}` is not something a release list can include (only `env`)"),
+            ))
+        }
+    };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 1000);
-    let items = engine
-        .list_releases(&app_name(&app)?, q.before, limit)
-        .await?;
+    let items = engine.list_releases(&app, q.before, limit).await?;
     let next_before = if items.len() as u32 >= limit {
         items.last().map(|i| i.seq)
     } else {
         None
     };
-    // A release's last promotion ran with that release's environment.
-    let redactor = if who.sees_values() {
-        engine::Redactor::default()
-    } else {
-        engine::Redactor::from_envs(items.iter().map(|i| &i.release.env))
-    };
+    let mut envs: HashMap<ReleaseId, Value> = HashMap::new();
+    if with_env {
+        let ids: Vec<ReleaseId> = items.iter().map(|i| i.release.id.clone()).collect();
+        for release in engine.releases_among(&app, &ids).await? {
+            envs.insert(release.id.clone(), masked_env(&release.env));
+        }
+    }
     let mut releases = Vec::with_capacity(items.len());
     for item in &items {
-        let mut last_promotion = item.last_promotion.clone();
-        if let Some(p) = &mut last_promotion {
-            redactor.redact_promotion(p);
-        }
-        let mut value = release_json(&item.release, false)?;
+        let mut value = to_json(&item.release)?;
         if let Value::Object(map) = &mut value {
             map.insert("seq".into(), json!(item.seq));
             map.insert("status".into(), json!(item.status()));
             map.insert("active".into(), json!(item.active));
+            map.insert("same_env_as_active".into(), json!(item.same_env_as_active));
             map.insert("promoted_by".into(), json!(item.promoted_by));
-            map.insert("last_promotion".into(), to_json(&last_promotion)?);
+            map.insert("last_promotion".into(), to_json(&item.last_promotion)?);
+            if let Some(env) = envs.remove(&item.release.id) {
+                map.insert("env".into(), env);
+            }
         }
         releases.push(value);
     }
