@@ -155,13 +155,14 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// A promote of a release without a build (an app with only environment changes so far).
+/// A promote of a release without a build (an app with only environment changes so far): a
+/// well-formed request the release's state refuses.
 fn no_build_error(release: Option<&ReleaseId>) -> Error {
     let what = match release {
         Some(id) => format!("{id} has no build to run"),
         None => "there is no build to run".into(),
     };
-    Error::invalid("release", format!("{what}; create a build first"))
+    Error::Conflict(format!("{what}; create a build first"))
 }
 
 /// The audit entry of `actor` doing `action` on `app` (target and result set by the use case).
@@ -593,10 +594,7 @@ impl Engine {
         let new = old.apply(change)?;
         let diff = old.diff(&new);
         if diff.is_empty() {
-            return Err(Error::invalid(
-                "env",
-                "nothing to change: the environment is already like that",
-            ));
+            return Err(Error::NothingToChange);
         }
         let build = newest.and_then(|r| r.build.clone());
         if promote.is_some() && build.is_none() {

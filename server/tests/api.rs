@@ -196,7 +196,7 @@ async fn body_limits() {
         .await;
     assert_eq!((status, error_of(&body).0), (413, "too_large"), "{body}");
     // Build uploads may be larger than that: a 2 MiB body reaches the engine, which says it
-    // is not an archive.
+    // is not an archive (well-formed, but not something it can unpack: 422).
     let (status, body) = app
         .post_raw(
             "/apps/hello/builds",
@@ -204,7 +204,11 @@ async fn body_limits() {
             vec![7u8; 2 * 1024 * 1024],
         )
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, "unprocessable"),
+        "{body}"
+    );
     assert!(error_of(&body).1.contains("not a valid .tar.gz"), "{body}");
     // ... but not larger than the engine takes.
     let (status, body) = app
@@ -277,6 +281,32 @@ async fn builds_releases_promote_and_rollback() {
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["promotion"], Value::Null);
+    // Well-formed requests this state refuses (409): promoting or rolling back to a release
+    // without a build, promoting a change when there is no build, a change that changes nothing.
+    let r0 = body["release"]["id"]
+        .as_str()
+        .expect("release id")
+        .to_owned();
+    for path in [
+        format!("/apps/hello/releases/{r0}/promote"),
+        format!("/apps/hello/releases/{r0}/rollback"),
+    ] {
+        let (status, body) = app.api_post(&path, json!({})).await;
+        assert_eq!((status, error_of(&body).0), (409, "conflict"), "{body}");
+        assert!(error_of(&body).1.contains("has no build"), "{body}");
+    }
+    let (status, body) = app
+        .api_post(
+            "/apps/hello/env",
+            json!({ "set": { "OTHER": "x" }, "promote": true }),
+        )
+        .await;
+    assert_eq!((status, error_of(&body).0), (409, "conflict"), "{body}");
+    let (status, body) = app
+        .api_post("/apps/hello/env", json!({ "set": { "GREETING": "hi" } }))
+        .await;
+    assert_eq!((status, error_of(&body).0), (409, "conflict"), "{body}");
+    assert!(error_of(&body).1.contains("nothing to change"), "{body}");
 
     let first = app.upload("hello", unchanged).await;
     let build_id = first["build"]["id"].as_str().expect("build id").to_owned();
