@@ -30,7 +30,7 @@ use crate::traffic::Traffic;
 /// `progressDeadlineSeconds`, Nomad's `progress_deadline`).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 pub const MAX_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// Longest description of a release or build.
+/// Longest description of a release or build, in characters as sent.
 pub const MAX_DESCRIPTION: usize = 1000;
 
 #[derive(Clone, Debug)]
@@ -180,13 +180,14 @@ fn env_audit(actor: &Actor, app: &AppName, base: Option<&ReleaseId>) -> AuditEnt
 }
 
 fn check_description(d: &str) -> Result<String> {
-    let d = d.trim();
-    if d.len() > MAX_DESCRIPTION {
+    // As sent (before trimming), so that the API's document says exactly what is accepted.
+    if d.chars().count() > MAX_DESCRIPTION {
         return Err(Error::invalid(
             "description",
-            format!("is longer than {MAX_DESCRIPTION} bytes"),
+            format!("is longer than {MAX_DESCRIPTION} characters"),
         ));
     }
+    let d = d.trim();
     if d.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Error::invalid("description", "must be one line of text"));
     }
