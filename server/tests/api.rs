@@ -160,7 +160,10 @@ async fn apps_and_input_errors() {
         .post_raw("/apps", "application/json", b"{\"name\": ".to_vec())
         .await;
     assert_eq!((status, error_of(&body).0), (400, "invalid"), "{body}");
-    // bad path and query values
+    // bad path and query values; a path the front door refuses is answered as JSON too
+    let (status, body) = app.api_get("/apps/a%2Fb/releases").await;
+    assert_eq!((status, error_of(&body).0), (400, "invalid"), "{body}");
+    assert!(error_of(&body).1.contains("path"), "{body}");
     let (status, body) = app.api_get("/apps/UPPER").await;
     assert_eq!(status, 400, "{body}");
     assert!(error_of(&body).1.contains("app name"), "{body}");
