@@ -757,7 +757,41 @@ async fn openapi_document_carries_the_rules_the_server_checks() {
             .is_some_and(|e| e.contains(status)),
         "{audit}"
     );
-    // Sign-in documents its rate limit.
-    assert!(p["/api/v1/login"]["post"]["responses"]["429"].is_object());
+    // Each operation lists the statuses it answers, each error with the error body.
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        let responses = p[format!("/api/v1{path}")][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}"));
+        for (status, response) in responses {
+            if status.starts_with(['4', '5']) {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(
+                    schema, "#/components/schemas/Error",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        responses.keys().cloned().collect()
+    };
+    assert_eq!(statuses("/apps", "get"), ["200", "401", "500"]);
+    assert_eq!(statuses("/whoami", "get"), ["200", "401"]);
+    assert_eq!(
+        statuses("/login", "post"),
+        ["201", "400", "401", "403", "413", "429", "500"]
+    );
+    assert_eq!(
+        statuses("/apps/{app}/builds", "post"),
+        ["201", "400", "401", "403", "404", "413", "422", "500"]
+    );
+    assert_eq!(
+        statuses("/apps/{app}/releases/{id}/promote", "post"),
+        ["202", "400", "401", "403", "404", "409", "413", "500"]
+    );
+    assert_eq!(
+        statuses("/apps/{app}/releases/{id}", "get"),
+        ["200", "400", "401", "403", "404", "500"]
+    );
+    assert_eq!(statuses("/logout", "post"), ["200", "401", "403", "500"]);
+    assert_eq!(statuses("/users", "get"), ["200", "401", "403", "500"]);
     app.shutdown().await;
 }
