@@ -14,6 +14,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CARGO_BUILD_TARGET_DIR),$(CURDIR)/target)
 SERVER_BIN := $(abspath $(TARGET_DIR))/release/slipway-server
 SITE_ROOT := $(CURDIR)/target/site
+# The API fuzzer (schemathesis, pinned) in a Python venv of its own under the build directory;
+# server/tests/openapi_fuzz.rs runs the `st` named by SLIPWAY_SCHEMATHESIS, and is skipped without it.
+FUZZ_VENV := $(abspath $(TARGET_DIR))/schemathesis-venv
 
 # Passed to slipway-server by `make run` (override on the command line or in the environment).
 SLIPWAY_LISTEN ?= 127.0.0.1:3000
@@ -25,13 +28,16 @@ SLIPWAY_DATABASE_URL ?=
 LEPTOS_ENV_VARS := LEPTOS_OUTPUT_NAME=slipway LEPTOS_SITE_ROOT=$(SITE_ROOT) \
 	LEPTOS_SITE_PKG_DIR=pkg LEPTOS_ENV=PROD
 
-.PHONY: deps test-deps build run test e2e bench fmt lint clippy unit
+.PHONY: deps test-deps fuzz-deps build run test e2e bench fmt lint clippy unit
 
 deps:
 	scripts/bootstrap.sh build
 
 test-deps:
-	scripts/bootstrap.sh test
+	SLIPWAY_FUZZ_VENV='$(FUZZ_VENV)' scripts/bootstrap.sh test
+
+fuzz-deps:
+	SLIPWAY_FUZZ_VENV='$(FUZZ_VENV)' scripts/bootstrap.sh fuzzer
 
 build: deps
 	cargo leptos build --release --split
@@ -56,8 +62,9 @@ clippy:
 lint: clippy
 	cargo fmt --all -- --check
 
-unit:
-	cargo test -p types -p auth -p engine -p server -p cli -p app --features app/ssr
+unit: fuzz-deps
+	SLIPWAY_SCHEMATHESIS='$(FUZZ_VENV)/bin/st' \
+		cargo test -p types -p auth -p engine -p server -p cli -p app --features app/ssr
 
 test: test-deps
 	cargo fmt --all -- --check

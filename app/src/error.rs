@@ -84,6 +84,11 @@ impl From<engine::Error> for AppError {
                 .collect();
             return AppError::Fields(fields).with_status();
         }
+        // A conflict for the API (409), but not a stale edit: the environment editor says
+        // "your edits are kept, reload the editor" only for those.
+        if let engine::Error::NothingToChange = e {
+            return AppError::Invalid(e.to_string()).with_status();
+        }
         let error = match e.kind() {
             ErrorKind::NotFound => AppError::NotFound(match &e {
                 engine::Error::NotFound { what, id } => format!("{what} {id}"),

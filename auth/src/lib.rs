@@ -410,7 +410,7 @@ impl Auth {
     }
 
     /// Creates a user, `by` an admin (audited as `user.create`). `Error::Forbidden` for anyone
-    /// else, `Error::Invalid` for a password shorter than 8 or longer than 1024 bytes,
+    /// else, `Error::Invalid` for a password shorter than 8 or longer than 1024 characters,
     /// `Error::Conflict` when the name is taken.
     pub async fn create_user(
         &self,
@@ -627,7 +627,7 @@ impl Auth {
     }
 
     async fn verify_password(&self, typed: &str, password: &str) -> Result<(Username, i64, Role)> {
-        if password.len() > MAX_PASSWORD_LEN {
+        if password.chars().count() > MAX_PASSWORD_LEN {
             return Err(Error::Unauthenticated(BAD_LOGIN.into()));
         }
         let user = match Username::parse(typed) {

@@ -7,9 +7,11 @@ use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::error::{Error, Result};
 
-/// The shortest password accepted, in bytes.
+/// The shortest password accepted, in characters.
 pub const MIN_PASSWORD_LEN: usize = 8;
-/// The longest password accepted, in bytes (longer ones would only make hashing slower).
+/// The longest password accepted, in characters (longer ones would only make hashing
+/// slower). Characters, not bytes, so that the API's document (JSON Schema counts
+/// characters) says exactly what is accepted.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// The cost of argon2id: memory in KiB, iterations and lanes. Built only by [`Default`]
@@ -68,18 +70,20 @@ impl Default for PasswordParams {
     }
 }
 
-/// `Error::Invalid` unless `password` is 8 to 1024 bytes long. The message never contains it.
+/// `Error::Invalid` unless `password` is 8 to 1024 characters long. The message never
+/// contains it.
 pub(crate) fn check_password(password: &str) -> Result<()> {
-    if password.len() < MIN_PASSWORD_LEN {
+    let len = password.chars().count();
+    if len < MIN_PASSWORD_LEN {
         return Err(Error::invalid(
             "password",
-            format!("must be at least {MIN_PASSWORD_LEN} bytes long"),
+            format!("must be at least {MIN_PASSWORD_LEN} characters long"),
         ));
     }
-    if password.len() > MAX_PASSWORD_LEN {
+    if len > MAX_PASSWORD_LEN {
         return Err(Error::invalid(
             "password",
-            format!("must be at most {MAX_PASSWORD_LEN} bytes long"),
+            format!("must be at most {MAX_PASSWORD_LEN} characters long"),
         ));
     }
     Ok(())

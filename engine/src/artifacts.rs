@@ -500,6 +500,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("not a valid .tar.gz"), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Unprocessable, "{err}");
 
         let src = tempfile::tempdir().unwrap();
         write(src.path(), "readme", "no manifest");

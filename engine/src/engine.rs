@@ -30,7 +30,7 @@ use crate::traffic::Traffic;
 /// `progressDeadlineSeconds`, Nomad's `progress_deadline`).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 pub const MAX_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// Longest description of a release or build.
+/// Longest description of a release or build, in characters as sent.
 pub const MAX_DESCRIPTION: usize = 1000;
 
 #[derive(Clone, Debug)]
@@ -155,13 +155,14 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// A promote of a release without a build (an app with only environment changes so far).
+/// A promote of a release without a build (an app with only environment changes so far): a
+/// well-formed request the release's state refuses.
 fn no_build_error(release: Option<&ReleaseId>) -> Error {
     let what = match release {
         Some(id) => format!("{id} has no build to run"),
         None => "there is no build to run".into(),
     };
-    Error::invalid("release", format!("{what}; create a build first"))
+    Error::Conflict(format!("{what}; create a build first"))
 }
 
 /// The audit entry of `actor` doing `action` on `app` (target and result set by the use case).
@@ -179,13 +180,14 @@ fn env_audit(actor: &Actor, app: &AppName, base: Option<&ReleaseId>) -> AuditEnt
 }
 
 fn check_description(d: &str) -> Result<String> {
-    let d = d.trim();
-    if d.len() > MAX_DESCRIPTION {
+    // As sent (before trimming), so that the API's document says exactly what is accepted.
+    if d.chars().count() > MAX_DESCRIPTION {
         return Err(Error::invalid(
             "description",
-            format!("is longer than {MAX_DESCRIPTION} bytes"),
+            format!("is longer than {MAX_DESCRIPTION} characters"),
         ));
     }
+    let d = d.trim();
     if d.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Error::invalid("description", "must be one line of text"));
     }
@@ -601,10 +603,7 @@ impl Engine {
         let new = old.apply(change)?;
         let diff = old.diff(&new);
         if diff.is_empty() {
-            return Err(Error::invalid(
-                "env",
-                "nothing to change: the environment is already like that",
-            ));
+            return Err(Error::NothingToChange);
         }
         let build = newest.and_then(|r| r.build.clone());
         if promote.is_some() && build.is_none() {

@@ -16,8 +16,14 @@ pub enum Error {
     Fields(Vec<FieldError>),
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
+    /// A request the app's current state refuses: a rollout of a release without a build,
+    /// a name that is taken, the server shutting down.
     #[error("{0}")]
     Conflict(String),
+    /// An environment change that would leave the environment as it is (a conflict with the
+    /// state it is based on, not a bad field: the same change to another release would do).
+    #[error("env: nothing to change: the environment is already like that")]
+    NothingToChange,
     #[error("a rollout is already in progress for app {app} (promotion {promotion})")]
     RolloutInProgress { app: String, promotion: String },
     /// An environment change was based on a release that is no longer the newest (`base`
@@ -38,6 +44,10 @@ pub enum Error {
     /// path with `..`, ...); the message names the entry.
     #[error("refused source archive: {0}")]
     UnsafeArchive(String),
+    /// An upload that is not a gzip-compressed tar archive (the request was well-formed; its
+    /// content cannot be unpacked).
+    #[error("source: not a valid .tar.gz: {0}")]
+    NotAnArchive(String),
     /// A source archive over one of the server's limits; the message names the limit and the
     /// server flag that sets it.
     #[error("{0}")]
@@ -118,13 +128,15 @@ impl Error {
         match self {
             Error::Invalid { .. } | Error::Fields(_) => ErrorKind::Invalid,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Conflict(_) | Error::RolloutInProgress { .. } | Error::StaleBase { .. } => {
-                ErrorKind::Conflict
-            }
+            Error::Conflict(_)
+            | Error::NothingToChange
+            | Error::RolloutInProgress { .. }
+            | Error::StaleBase { .. } => ErrorKind::Conflict,
             Error::TooLarge { .. } | Error::ArchiveLimit(_) => ErrorKind::TooLarge,
-            Error::Manifest(_) | Error::BuildFailed(_) | Error::UnsafeArchive(_) => {
-                ErrorKind::Unprocessable
-            }
+            Error::Manifest(_)
+            | Error::BuildFailed(_)
+            | Error::UnsafeArchive(_)
+            | Error::NotAnArchive(_) => ErrorKind::Unprocessable,
             Error::Database(_) | Error::Migrate(_) | Error::Io { .. } | Error::Internal(_) => {
                 ErrorKind::Internal
             }

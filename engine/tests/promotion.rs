@@ -341,6 +341,11 @@ async fn bad_input_is_refused_with_nothing_written() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("has no build to run"), "{err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "a state refusal, not bad input"
+    );
     // Unknown release and app.
     let err = t
         .engine

@@ -56,6 +56,11 @@ async fn builds_and_env_changes_make_immutable_releases() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("nothing to change"), "{err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "a state refusal, not bad input"
+    );
 
     // Old releases are untouched.
     assert_eq!(t.engine.release(&t.app, &r2.id).await.unwrap(), r2);

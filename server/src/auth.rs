@@ -251,6 +251,10 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let uri = req.uri().clone();
     // Before any decision: a path that a later normalisation could read differently.
     if let Some(why) = front_door::bad_path(uri.path()) {
+        // The API answers its own way ({"error": ...}), like every other refusal of it.
+        if uri.path().starts_with(api::PREFIX) {
+            return api::ApiError::BadRequest(format!("path: {why}")).into_response();
+        }
         return (StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into_response();
     }
     // DNS rebinding: a name that is not this Console's (the health check answers anyone).

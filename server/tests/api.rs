@@ -160,7 +160,10 @@ async fn apps_and_input_errors() {
         .post_raw("/apps", "application/json", b"{\"name\": ".to_vec())
         .await;
     assert_eq!((status, error_of(&body).0), (400, "invalid"), "{body}");
-    // bad path and query values
+    // bad path and query values; a path the front door refuses is answered as JSON too
+    let (status, body) = app.api_get("/apps/a%2Fb/releases").await;
+    assert_eq!((status, error_of(&body).0), (400, "invalid"), "{body}");
+    assert!(error_of(&body).1.contains("path"), "{body}");
     let (status, body) = app.api_get("/apps/UPPER").await;
     assert_eq!(status, 400, "{body}");
     assert!(error_of(&body).1.contains("app name"), "{body}");
@@ -196,7 +199,7 @@ async fn body_limits() {
         .await;
     assert_eq!((status, error_of(&body).0), (413, "too_large"), "{body}");
     // Build uploads may be larger than that: a 2 MiB body reaches the engine, which says it
-    // is not an archive.
+    // is not an archive (well-formed, but not something it can unpack: 422).
     let (status, body) = app
         .post_raw(
             "/apps/hello/builds",
@@ -204,7 +207,11 @@ async fn body_limits() {
             vec![7u8; 2 * 1024 * 1024],
         )
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, "unprocessable"),
+        "{body}"
+    );
     assert!(error_of(&body).1.contains("not a valid .tar.gz"), "{body}");
     // ... but not larger than the engine takes.
     let (status, body) = app
@@ -277,6 +284,32 @@ async fn builds_releases_promote_and_rollback() {
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["promotion"], Value::Null);
+    // Well-formed requests this state refuses (409): promoting or rolling back to a release
+    // without a build, promoting a change when there is no build, a change that changes nothing.
+    let r0 = body["release"]["id"]
+        .as_str()
+        .expect("release id")
+        .to_owned();
+    for path in [
+        format!("/apps/hello/releases/{r0}/promote"),
+        format!("/apps/hello/releases/{r0}/rollback"),
+    ] {
+        let (status, body) = app.api_post(&path, json!({})).await;
+        assert_eq!((status, error_of(&body).0), (409, "conflict"), "{body}");
+        assert!(error_of(&body).1.contains("has no build"), "{body}");
+    }
+    let (status, body) = app
+        .api_post(
+            "/apps/hello/env",
+            json!({ "set": { "OTHER": "x" }, "promote": true }),
+        )
+        .await;
+    assert_eq!((status, error_of(&body).0), (409, "conflict"), "{body}");
+    let (status, body) = app
+        .api_post("/apps/hello/env", json!({ "set": { "GREETING": "hi" } }))
+        .await;
+    assert_eq!((status, error_of(&body).0), (409, "conflict"), "{body}");
+    assert!(error_of(&body).1.contains("nothing to change"), "{body}");
 
     let first = app.upload("hello", unchanged).await;
     let build_id = first["build"]["id"].as_str().expect("build id").to_owned();
@@ -748,7 +781,41 @@ async fn openapi_document_carries_the_rules_the_server_checks() {
             .is_some_and(|e| e.contains(status)),
         "{audit}"
     );
-    // Sign-in documents its rate limit.
-    assert!(p["/api/v1/login"]["post"]["responses"]["429"].is_object());
+    // Each operation lists the statuses it answers, each error with the error body.
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        let responses = p[format!("/api/v1{path}")][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}"));
+        for (status, response) in responses {
+            if status.starts_with(['4', '5']) {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(
+                    schema, "#/components/schemas/Error",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        responses.keys().cloned().collect()
+    };
+    assert_eq!(statuses("/apps", "get"), ["200", "401", "500"]);
+    assert_eq!(statuses("/whoami", "get"), ["200", "401"]);
+    assert_eq!(
+        statuses("/login", "post"),
+        ["201", "400", "401", "403", "413", "429", "500"]
+    );
+    assert_eq!(
+        statuses("/apps/{app}/builds", "post"),
+        ["201", "400", "401", "403", "404", "413", "422", "500"]
+    );
+    assert_eq!(
+        statuses("/apps/{app}/releases/{id}/promote", "post"),
+        ["202", "400", "401", "403", "404", "409", "413", "500"]
+    );
+    assert_eq!(
+        statuses("/apps/{app}/releases/{id}", "get"),
+        ["200", "400", "401", "403", "404", "500"]
+    );
+    assert_eq!(statuses("/logout", "post"), ["200", "401", "403", "500"]);
+    assert_eq!(statuses("/users", "get"), ["200", "401", "403", "500"]);
     app.shutdown().await;
 }

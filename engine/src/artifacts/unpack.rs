@@ -41,7 +41,7 @@ fn too_many_entries(limit: u64) -> Error {
 }
 
 fn not_valid(e: std::io::Error) -> Error {
-    Error::invalid("source", format!("not a valid .tar.gz: {e}"))
+    Error::NotAnArchive(e.to_string())
 }
 
 /// How many decompressed bytes the tar reader may read so far.

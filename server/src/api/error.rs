@@ -22,11 +22,13 @@ pub enum ApiError {
     NotFound(String),
     /// 405: a known path asked with a method it does not have.
     MethodNotAllowed,
-    /// 409: a conflict, a rollout in progress, a stale base.
+    /// 409: a well-formed request the current state refuses: a name taken, a rollout in
+    /// progress, a stale base, a release without a build, a change that changes nothing.
     Conflict(String),
     /// 413: a body or value over its limit.
     TooLarge(String),
-    /// 422: an invalid manifest or a failed build.
+    /// 422: well-formed but unusable content: an upload that is not a .tar.gz, an unsafe
+    /// archive, an invalid manifest, a failed build.
     Unprocessable(String),
     /// 429: too many failed logins; `retry_after` in seconds.
     TooManyRequests { message: String, retry_after: u64 },
