@@ -98,6 +98,8 @@ test("promote an older release and watch it become active", async ({ page }) => 
   await page.goto("/apps/hello/releases");
   const [newest, older] = await releaseIds(page);
   await waitForStatus(page, "hello", newest, "active");
+  // Active, but its promotion runs until the old processes are gone; another waits for that.
+  await waitForNoRollout(page, "hello");
   await waitForHydration(page);
 
   await expect(page.locator(`tr[data-release="${newest}"] summary`)).toHaveCount(0);
@@ -112,6 +114,7 @@ test("promote an older release and watch it become active", async ({ page }) => 
 test("the Promote form works without JavaScript", async ({ browser }) => {
   const context = await browser.newContext({ javaScriptEnabled: false, storageState: ADMIN_STATE });
   const page = await context.newPage();
+  await waitForNoRollout(page, "hello");
   await page.goto("/apps/hello/releases");
   const ids = await releaseIds(page);
   const active = await page.locator("tr[data-release] .status-active").count();
@@ -371,5 +374,34 @@ test.describe("on a 375px wide screen", () => {
       expect(overflow, url).toBeLessThanOrEqual(0);
     }
     await page.screenshot({ path: path.join(outputDir, "releases-375.png"), fullPage: true });
+  });
+
+  test("every release's created, description and Promote are on screen, labelled", async ({ page }) => {
+    await page.goto("/apps/hello/releases");
+    await waitForHydration(page);
+    const rows = page.locator("tr[data-release]");
+    expect(await rows.count()).toBeGreaterThan(1);
+    const promotable = page.locator("tr[data-release]:has(summary)").first();
+    for (const cell of [
+      promotable.locator('td[data-label="Created"]'),
+      promotable.locator('td[data-label="Description"]'),
+      promotable.locator("summary"),
+    ]) {
+      await expect(cell).toBeVisible();
+      const box = await cell.boundingBox();
+      expect(box, "laid out").not.toBeNull();
+      expect(box!.x).toBeGreaterThanOrEqual(0);
+      expect(box!.x + box!.width).toBeLessThanOrEqual(375);
+    }
+    // Each line says what it is (the column headers are not shown at this width).
+    const label = await promotable
+      .locator('td[data-label="Description"]')
+      .evaluate((td) => getComputedStyle(td, "::before").content);
+    expect(label).toBe('"Description"');
+    // Opening Promote fits too.
+    await promotable.locator("summary").click();
+    const body = await promotable.locator(".confirm-body").boundingBox();
+    expect(body!.x + body!.width).toBeLessThanOrEqual(375);
+    await page.screenshot({ path: path.join(outputDir, "releases-375-rows.png"), fullPage: true });
   });
 });

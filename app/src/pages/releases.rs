@@ -301,16 +301,18 @@ fn ReleasesTable(page: ReleasesPage) -> impl IntoView {
                             let id_text = r.id.clone();
                                 view! {
                                 <tr data-release=r.id.clone() class:active-row=r.active>
-                                    <td><a href=href><code>{id_text}</code></a></td>
-                                    <td><span class=status_class>{r.status.clone()}</span></td>
-                                    <td><code>{r.build.clone().unwrap_or_default()}</code></td>
-                                    <td>
-                                        <span title=r.created_exact.clone()>{r.created_ago.clone()}</span>
-                                        <br />
-                                        <span class="muted small">{who}</span>
+                                    <td data-label="ID"><a href=href><code>{id_text}</code></a></td>
+                                    <td data-label="Status"><span class=status_class>{r.status.clone()}</span></td>
+                                    <td data-label="Build"><code>{r.build.clone().unwrap_or_default()}</code></td>
+                                    <td data-label="Created">
+                                        <span>
+                                            <span title=r.created_exact.clone()>{r.created_ago.clone()}</span>
+                                            <br />
+                                            <span class="muted small">{who}</span>
+                                        </span>
                                     </td>
-                                    <td>{r.description.clone()}</td>
-                                    <td>
+                                    <td data-label="Description">{r.description.clone()}</td>
+                                    <td class="actions">
                                         {can_promote.then(move || view! {
                                             <PromoteConfirm app=app.clone() release=rid.clone() build_change=r.build_change.clone() env_differs=r.env_differs />
                                         })}
