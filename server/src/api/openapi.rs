@@ -18,6 +18,24 @@ fn checked(rule: StringRule) -> Value {
            "minLength": rule.min_length, "maxLength": rule.max_length})
 }
 
+/// An object that always carries every one of `properties` (`null` where a value is absent),
+/// as the server's serde records do.
+fn record(properties: Value) -> Value {
+    let required: Vec<String> = properties
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+fn role_schema() -> Value {
+    json!({"type": "string", "enum": ["viewer", "deployer", "admin"]})
+}
+
+fn promotion_state_schema() -> Value {
+    json!({"type": "string", "enum": ["running", "active", "rolled-back", "cancelled", "failed"]})
+}
+
 fn path_param(name: &str, description: &str, rule: StringRule) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
            "schema": checked(rule)})
@@ -369,15 +387,19 @@ fn paths_and_schemas() -> Value {
                 "post": op("Sign in with a user name and password (rate-limited); answers a new API token with the user's role",
                     vec![], Some(json_body(json!({"type": "object", "required": ["user", "password"], "properties": {
                         "user": {"type": "string"}, "password": {"type": "string"}, "token_name": or_null(checked(engine::auth::TOKEN_NAME))}}), true)),
-                    "201", ok("The token (shown once)", json!({"type": "object", "properties": {
-                        "token": {"type": "string"}, "id": {"type": "string"}, "user": {"type": "string"}, "role": {"type": "string"}}})))
+                    "201", ok("The token (shown once)", record(json!({
+                        "token": {"type": "string"}, "id": checked(TokenId::RULE), "user": checked(Username::RULE), "role": role_schema()}))))
             },
             format!("{p}/logout"): {
                 "post": op("Revoke the API token this request was made with", vec![], None, "200", ok("Signed out", json!({"type": "object"})))
             },
             format!("{p}/whoami"): {
                 "get": op("The caller: user, role and how they signed in", vec![], None, "200",
-                    ok("The caller", json!({"type": "object", "properties": {"user": {"type": "string"}, "role": {"type": "string"}}})))
+                    ok("The caller", json!({"type": "object", "required": ["user", "role", "via"], "properties": {
+                        "user": checked(Username::RULE), "role": role_schema(),
+                        "via": {"oneOf": [{"type": "string", "const": "session"},
+                                          {"type": "object", "required": ["token"], "properties": {"token": checked(TokenId::RULE)}}],
+                                "description": "How the caller signed in: the Console's session, or an API token"}}})))
             },
             format!("{p}/tokens"): {
                 "get": op("The caller's API tokens (everyone's with all=true, admins only)",
@@ -428,65 +450,66 @@ fn paths_and_schemas() -> Value {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": ["invalid", "unauthenticated", "forbidden", "rate_limited", "not_found", "method_not_allowed", "conflict", "too_large", "unprocessable", "internal"]},
                 "message": {"type": "string"}}}}},
-            "App": {"type": "object", "properties": {
-                "name": {"type": "string"}, "created_at": {"type": "integer"}, "created_by": {"type": "string"},
-                "active_release": {"type": ["string", "null"]}}},
-            "AppSummary": {"type": "object", "properties": {
-                "app": schema("App"), "release_count": {"type": "integer"}, "newest_release": {"type": ["string", "null"]},
+            "App": record(json!({
+                "name": checked(AppName::RULE), "created_at": {"type": "integer"}, "created_by": {"type": "string"},
+                "active_release": or_null(checked(ReleaseId::RULE))})),
+            "AppSummary": record(json!({
+                "app": schema("App"), "release_count": {"type": "integer", "minimum": 0}, "newest_release": or_null(checked(ReleaseId::RULE)),
                 "last_change": {"type": ["string", "null"]}, "last_change_at": {"type": ["integer", "null"]},
-                "running_promotion": {"type": ["string", "null"]}, "last_promotion_state": {"type": ["string", "null"]}}},
-            "Build": {"type": "object", "properties": {
-                "id": {"type": "string"}, "app": {"type": "string"}, "status": {"type": "string"},
-                "description": {"type": "string"}, "artifact": {"type": "string"}, "manifest": {"type": "string"},
+                "running_promotion": or_null(checked(PromotionId::RULE)), "last_promotion_state": or_null(promotion_state_schema())})),
+            "Build": record(json!({
+                "id": checked(BuildId::RULE), "app": checked(AppName::RULE), "status": {"type": "string"},
+                "description": {"type": "string"}, "artifact": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "sha256 of the source archive"},
+                "manifest": {"type": "string"},
                 "git_sha": {"type": ["string", "null"]}, "created_at": {"type": "integer"}, "created_by": {"type": "string"},
-                "release": {"type": ["string", "null"]}}},
-            "Release": {"type": "object", "properties": {
-                "id": {"type": "string"}, "app": {"type": "string"}, "build": {"type": ["string", "null"]},
-                "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                "description": {"type": "string"}, "rollback_of": {"type": ["string", "null"]},
-                "created_at": {"type": "integer"}, "created_by": {"type": "string"}}},
+                "release": or_null(checked(ReleaseId::RULE))})),
+            "Release": record(json!({
+                "id": checked(ReleaseId::RULE), "app": checked(AppName::RULE), "build": or_null(checked(BuildId::RULE)),
+                "env": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": {"type": "string"}},
+                "description": {"type": "string"}, "rollback_of": or_null(checked(ReleaseId::RULE)),
+                "created_at": {"type": "integer"}, "created_by": {"type": "string"}})),
             "EnvChanges": {"type": "object", "description": "Keys only, never values",
                 "required": ["added", "changed", "removed"], "properties": {
-                "added": {"type": "array", "items": {"type": "string"}},
-                "changed": {"type": "array", "items": {"type": "string"}},
-                "removed": {"type": "array", "items": {"type": "string"}}}},
+                "added": {"type": "array", "items": checked(EnvKey::RULE)},
+                "changed": {"type": "array", "items": checked(EnvKey::RULE)},
+                "removed": {"type": "array", "items": checked(EnvKey::RULE)}}},
             "ReleaseListItem": {"type": "object", "description": "A release in a list: no environment unless `include=env`",
                 "required": ["id", "app", "build", "description", "rollback_of", "created_at", "created_by", "env_changes",
                              "seq", "status", "active", "same_env_as_active", "promoted_by", "last_promotion"],
                 "properties": {
-                "id": {"type": "string"}, "app": {"type": "string"}, "build": {"type": ["string", "null"]},
-                "description": {"type": "string"}, "rollback_of": {"type": ["string", "null"]},
+                "id": checked(ReleaseId::RULE), "app": checked(AppName::RULE), "build": or_null(checked(BuildId::RULE)),
+                "description": {"type": "string"}, "rollback_of": or_null(checked(ReleaseId::RULE)),
                 "created_at": {"type": "integer"}, "created_by": {"type": "string"},
                 "env_changes": {"allOf": [schema("EnvChanges")], "description": "What it changed against the app's previous release (the first: against nothing)"},
                 "seq": {"type": "integer"}, "status": {"type": "string"}, "active": {"type": "boolean"},
                 "same_env_as_active": {"type": "boolean", "description": "Its environment is the active release's"},
                 "promoted_by": {"type": ["string", "null"]},
                 "last_promotion": {"oneOf": [schema("Promotion"), {"type": "null"}], "description": "Its newest promotion; failed_output is null here (see the promotion itself)"},
-                "env": {"type": "object", "additionalProperties": {"type": "string", "const": "****"}, "description": "With include=env only: the keys, values masked"}}},
-            "Promotion": {"type": "object", "properties": {
-                "id": {"type": "string"}, "app": {"type": "string"}, "release": {"type": "string"},
-                "previous_release": {"type": ["string", "null"]}, "actor": {"type": "string"},
-                "state": {"type": "string", "enum": ["running", "active", "rolled-back", "cancelled", "failed"]},
+                "env": {"type": "object", "propertyNames": checked(EnvKey::RULE), "additionalProperties": {"type": "string", "const": "****"}, "description": "With include=env only: the keys, values masked"}}},
+            "Promotion": record(json!({
+                "id": checked(PromotionId::RULE), "app": checked(AppName::RULE), "release": checked(ReleaseId::RULE),
+                "previous_release": or_null(checked(ReleaseId::RULE)), "actor": {"type": "string"},
+                "state": promotion_state_schema(),
                 "reason": {"type": ["string", "null"]},
                 "failed_output": {"type": ["string", "null"], "description": "The failed process's last output; for viewers, the app's own env values (of at least 4 characters) are masked as ••••"},
-                "deadline_ms": {"type": "integer"}, "started_at": {"type": "integer"},
-                "finished_at": {"type": ["integer", "null"]}}},
-            "ApiToken": {"type": "object", "properties": {
-                "id": {"type": "string"}, "owner": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
+                "deadline_ms": {"type": "integer", "minimum": 0}, "started_at": {"type": "integer"},
+                "finished_at": {"type": ["integer", "null"]}})),
+            "ApiToken": record(json!({
+                "id": checked(TokenId::RULE), "owner": checked(Username::RULE), "name": {"type": "string"}, "role": role_schema(),
                 "prefix": {"type": "string"}, "created_at": {"type": "integer"},
                 "last_used_at": {"type": ["integer", "null"]}, "revoked_at": {"type": ["integer", "null"]},
-                "expires_at": {"type": ["integer", "null"], "description": "From when on the token is refused (ms since the epoch); null: never"}}},
-            "User": {"type": "object", "properties": {
-                "name": {"type": "string"}, "role": {"type": "string"}, "created_at": {"type": "integer"},
-                "disabled_at": {"type": ["integer", "null"]}}},
-            "AuditRecord": {"type": "object", "properties": {
-                "seq": {"type": "integer"}, "at": {"type": "integer"}, "actor": {"type": "string"}, "app": {"type": ["string", "null"]},
+                "expires_at": {"type": ["integer", "null"], "description": "From when on the token is refused (ms since the epoch); null: never"}})),
+            "User": record(json!({
+                "name": checked(Username::RULE), "role": role_schema(), "created_at": {"type": "integer"},
+                "disabled_at": {"type": ["integer", "null"]}})),
+            "AuditRecord": {"type": "object", "required": ["seq", "at", "actor", "app", "action", "target", "result"], "properties": {
+                "seq": {"type": "integer"}, "at": {"type": "integer"}, "actor": {"type": "string"}, "app": or_null(checked(AppName::RULE)),
                 "action": {"type": "string"}, "target": {"type": ["string", "null"]},
                 "result": {"type": "object", "required": ["status"], "properties": {
                     "status": {"type": "string", "enum": ["ok", "denied", "failed"]},
                     "detail": {"type": "string", "description": "Why it failed (status failed only)"}}}}},
-            "PromotionEvent": {"type": "object", "properties": {
-                "promotion": {"type": "string"}, "seq": {"type": "integer"}, "at": {"type": "integer"},
+            "PromotionEvent": {"type": "object", "required": ["promotion", "seq", "at", "message", "step"], "properties": {
+                "promotion": checked(PromotionId::RULE), "seq": {"type": "integer"}, "at": {"type": "integer"},
                 "message": {"type": "string", "description": "The step in words"},
                 "step": {"type": "object", "description": "The step as data: `step` names its kind (promoting, started, healthy, switched, cancel-too-late, drain-timed-out, stopped-old, complete, undoing, stopped-new, ended, interrupted, interrupted-after-switch, replaced-restore, note); the other fields depend on it",
                     "properties": {"step": {"type": "string"}}, "required": ["step"]}}}
