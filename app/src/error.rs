@@ -28,9 +28,13 @@ pub enum AppError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     RateLimited(String),
-    /// The request conflicts with the current state (a rollout in progress, a stale edit).
+    /// The request conflicts with the current state (a rollout in progress, nothing to change).
     #[error("{0}")]
     Conflict(String),
+    /// An edit based on a release that is no longer the newest; the message says what
+    /// changed since. The editor keeps the user's edits and offers to start again.
+    #[error("{0}")]
+    Stale(String),
     /// Something failed on the server; details are in the server log, not here.
     #[error("the server could not complete the request")]
     Internal,
@@ -63,7 +67,7 @@ impl AppError {
             AppError::Unauthorized(_) => 401,
             AppError::Forbidden(_) => 403,
             AppError::RateLimited(_) => 429,
-            AppError::Conflict(_) => 409,
+            AppError::Conflict(_) | AppError::Stale(_) => 409,
             AppError::Internal | AppError::ServerFn(_) => 500,
         }
     }
@@ -84,10 +88,8 @@ impl From<engine::Error> for AppError {
                 .collect();
             return AppError::Fields(fields).with_status();
         }
-        // A conflict for the API (409), but not a stale edit: the environment editor says
-        // "your edits are kept, reload the editor" only for those.
-        if let engine::Error::NothingToChange = e {
-            return AppError::Invalid(e.to_string()).with_status();
+        if let engine::Error::StaleBase { .. } = e {
+            return AppError::Stale(e.to_string()).with_status();
         }
         let error = match e.kind() {
             ErrorKind::NotFound => AppError::NotFound(match &e {

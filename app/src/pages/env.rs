@@ -451,7 +451,7 @@ fn EnvEditor(data: EnvEditorData) -> impl IntoView {
                 }
                 .into_any()
             }
-            Err(e @ AppError::Conflict(_)) => {
+            Err(e @ AppError::Stale(_)) => {
                 view! {
                     <div class="notice notice-error" role="alert" data-testid="env-result">
                         <p>"Nothing was changed: " {e.to_string()} "."</p>

@@ -138,10 +138,9 @@ impl UnitOfWork {
         r: &NewRelease<'_>,
     ) -> Result<Release> {
         let now = self.now();
-        let changes = match &app.newest {
-            Some(previous) => previous.env.diff(r.env),
-            None => Environment::default().diff(r.env),
-        };
+        let empty = Environment::default();
+        let previous = app.newest.as_ref().map_or(&empty, |p| &p.env);
+        let changes = previous.diff(r.env);
         sqlx::query(
             "INSERT INTO releases (id, app_id, seq, build_id, env, env_changes, description, rollback_of, created_at, created_by)
              VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM releases WHERE app_id = ?), ?, ?, ?, ?, ?, ?, ?)",
@@ -300,7 +299,7 @@ impl Store {
 
     /// Fills `env_changes` of the releases made before it was recorded (migration 0005):
     /// app by app, in order, each release's environment against the one before it, in one
-    /// transaction per app. Nothing to do (one query) once every row has it.
+    /// transaction per app. Once every row has it, one lookup in an empty partial index.
     pub(crate) async fn backfill_env_changes(&self) -> Result<()> {
         let apps: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT app_id FROM releases WHERE env_changes IS NULL")
